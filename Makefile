@@ -1,0 +1,45 @@
+# EquiBench: every target bootstraps .venv from pyproject.toml when it is missing or stale.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EQB := $(VENV)/bin/equibench
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv demo test test-faults test-all bench train-embedded smoke clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf runs/demo
+	$(EQB) run configs/demo.yaml --store runs/demo
+	$(EQB) report --store runs/demo --demo --out report
+
+smoke: $(STAMP)
+	$(EQB) run configs/smoke.yaml --store runs/smoke
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not faults" -p no:cacheprovider
+
+test-faults: $(STAMP)
+	$(PY) -m pytest -q -m "faults" -p no:cacheprovider
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+train-embedded: $(STAMP)
+	$(EQB) train-embedded --parallel
+
+clean:
+	rm -rf runs report/*.png report/*.pdf .pytest_cache

@@ -1,0 +1,136 @@
+"""Grid expansion: a validated spec -> the list of Configs it stands for, each with a stable id.
+
+A Config is everything that changes a result except the image: prior, dataset, solver (+options,
+steps, step size), task (operator, params, noise level), regularizer (+lambda) and seed. Its
+``config_id`` hashes its canonical JSON, so the same config gets the same id in every run, on every
+machine, whatever the spec's order or batch size: that id is what resume keys on.
+
+The baseline is not multiplied by the lambda grid: a ``none`` regularizer contributes lambda 0
+only, with its irrelevant fields (mpe, group, schedule, ...) blanked, so two specs (or two
+``none`` entries) describing the same baseline produce one config.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from solvers.rng import row_seed
+from orchestrator.spec import SweepSpec, solver_space
+from orchestrator import backend as _backend
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """Hex digest (``n`` chars) of ``obj``'s canonical JSON."""
+    return hashlib.blake2b(canonical_json(obj).encode(), digest_size=16).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class Config:
+    """One point of the grid (see the module docstring); ``config_id`` is derived, not chosen."""
+
+    prior_space: str
+    prior: str  # the prior reference for that space (e.g. "embedded" or a path)
+    mpe_prior: str | None  # the autoencoder a pixel-space EquiReg uses (None when unused)
+    dataset: str
+    split: str
+    solver: str
+    solver_options: dict = field(hash=False)
+    num_steps: int = 0
+    step_size: float = 1.0
+    task: str = ""
+    operator: str = ""
+    op_params: dict = field(default_factory=dict, hash=False)
+    sigma_y: float = 0.0
+    reg_kind: str = "none"
+    mpe: str | None = None
+    group: str | None = None
+    schedule: str | None = None
+    reduction: str | None = None
+    freq: int | None = None
+    cutoff_frac: float | None = None
+    lam: float = 0.0
+    seed: int = 0
+
+    def canonical(self) -> dict:
+        return asdict(self)
+
+    @property
+    def config_id(self) -> str:
+        return stable_hash(self.canonical())
+
+    def to_json(self) -> str:
+        return canonical_json({"config_id": self.config_id, **self.canonical()})
+
+    def store_columns(self) -> dict:
+        """The store's descriptive columns of this config (RESULTS_SCHEMA names)."""
+        return {
+            "config_id": self.config_id, "prior": f"{self.prior_space}:{self.prior}",
+            "dataset": f"{self.dataset}/{self.split}", "solver": self.solver, "regularizer": self.reg_kind,
+            "mpe": self.mpe, "group": self.group, "lam": self.lam, "lam_schedule": self.schedule,
+            "step_size": self.step_size, "task": self.task, "sigma_y": self.sigma_y,
+            "num_steps": self.num_steps, "seed": self.seed, "config_json": self.to_json(),
+        }
+
+
+def sample_ids(spec: SweepSpec) -> list[int]:
+    """The dataset sample ids the spec covers (ids, else the first ``count``, else the whole split)."""
+    if spec.dataset.ids is not None:
+        return list(spec.dataset.ids)
+    if spec.dataset.count is not None:
+        return list(range(spec.dataset.count))
+    from orchestrator import data
+
+    return list(range(data.info(spec.dataset.name).sizes[spec.dataset.split]))
+
+
+def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
+    """All configs of ``spec``, deduplicated, in spec order (solver, task, sigma, steps, reg, ...)."""
+    solvers = _backend.resolve(backend).SOLVERS
+    out: dict[str, Config] = {}
+    for sol, task, reg in itertools.product(spec.solvers, spec.tasks, spec.regularizers):
+        space = solver_space(solvers[sol.name], spec.prior)
+        prior_ref = getattr(spec.prior, space).path
+        active = reg.kind != "none"
+        mpe_prior = None
+        if active and space == "pixel":
+            mpe_prior = (spec.prior.mpe or spec.prior.latent).path
+        reg_fields = dict(
+            reg_kind=reg.kind,
+            mpe=reg.mpe if active else None, group=reg.group if active else None,
+            schedule=reg.schedule if active else None, reduction=reg.reduction if active else None,
+            freq=reg.freq if active else None, cutoff_frac=reg.cutoff_frac if active else None,
+        )
+        lambdas = reg.lambdas if active else [0.0]
+        for sigma, steps, size, lam, seed in itertools.product(task.sigma_y, sol.num_steps, sol.step_sizes, lambdas, spec.seeds):
+            cfg = Config(
+                prior_space=space, prior=prior_ref, mpe_prior=mpe_prior,
+                dataset=spec.dataset.name, split=spec.dataset.split,
+                solver=sol.name, solver_options=dict(sol.options), num_steps=int(steps), step_size=float(size),
+                task=task.label, operator=task.operator, op_params=dict(task.params), sigma_y=float(sigma),
+                lam=float(lam), seed=int(seed), **reg_fields,
+            )
+            out.setdefault(cfg.config_id, cfg)
+    return list(out.values())
+
+
+def operator_seed(cfg: Config, sample_id: int) -> int:
+    """Seed of a row's operator instance (mask, kernel): shared by every config of the same task,
+    sample and seed, so solvers and lambdas are compared on identical measurements."""
+    return row_seed("operator", cfg.operator, cfg.op_params, sample_id, cfg.seed)
+
+
+def noise_seed(cfg: Config, sample_id: int) -> int:
+    """Seed of a row's measurement noise: shared like ``operator_seed`` (paired comparisons)."""
+    return row_seed("noise", cfg.operator, cfg.op_params, cfg.sigma_y, sample_id, cfg.seed)
+
+
+def solver_seed(cfg: Config, sample_id: int) -> int:
+    """The row seed of the contract: ``row_seed(config_id, sample_id, seed)``."""
+    return row_seed(cfg.config_id, sample_id, cfg.seed)

@@ -1,0 +1,433 @@
+"""Sweep specs: the YAML a researcher writes, parsed into validated models before any compute.
+
+Two layers of checks, both before a model is loaded or a Ray worker started:
+
+1. **Shape** (pydantic): types, ranges (batch size >= 1, lambdas >= 0, fractional resources),
+   allowed literal values, unknown keys.
+2. **Meaning** (``check``): names against the registries (``solvers.SOLVERS``,
+   ``operators.OPERATORS``, ``operators.GROUPS``, datasets), a latent solver with no latent prior,
+   a solver needing ``operator.transpose`` on an operator without one, operator parameters (each
+   task's operator is built once at the prior's image size: cheap, no model), an image size the
+   prior cannot take, missing weight files.
+
+Every problem is reported at once, each as ``field.path: message (allowed: ...)``, in one
+``SpecError`` (a ``ValueError``, so the CLI prints it without a traceback).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator import backend as _backend
+
+REG_KINDS = ("none", "equi", "equicon")
+MPE_CHOICES = ("decoder", "encoder", "autoencoder")
+REDUCTIONS = ("norm", "sqnorm", "mse")
+SCHEDULES = ("constant", "cutoff", "noise_sqrt", "noise_sigma")
+ROW_METRICS = ("psnr", "ssim", "lpips", "rel_l2")
+SET_METRICS = ("fid", "kid")
+METRICS = ROW_METRICS + SET_METRICS
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class SpecError(ValueError):
+    """An invalid spec; ``errors`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]], source: str | None = None):
+        self.errors = errors
+        head = f"invalid spec{f' {source}' if source else ''} ({len(errors)} problem{'s' * (len(errors) != 1)}):"
+        super().__init__("\n".join([head] + [f"  {f}: {m}" for f, m in errors]))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _allowed(values) -> str:
+    return "allowed: " + ", ".join(repr(v) for v in values)
+
+
+# --------------------------------------------------------------------------------- the models
+class PriorRef(_Model):
+    """A prior: ``embedded`` (the bundled world) or a local checkpoint (diffusers dir or .pt)."""
+
+    path: str
+    image_size: Optional[int] = Field(None, ge=1, description="required for a bare .pt checkpoint")
+
+
+class PriorSpec(_Model):
+    """The priors a sweep may use, by space; a pixel solver uses ``pixel``, a latent one ``latent``.
+
+    ``prior: embedded`` is shorthand for ``{pixel: embedded, latent: embedded}``. ``mpe`` is the
+    autoencoder that pixel-space solvers use as the EquiReg MPE function (default: the latent
+    prior's autoencoder).
+    """
+
+    pixel: Optional[PriorRef] = None
+    latent: Optional[PriorRef] = None
+    mpe: Optional[PriorRef] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        if isinstance(v, str):
+            return {"pixel": {"path": v}, "latent": {"path": v}}
+        if isinstance(v, dict):
+            return {k: ({"path": x} if isinstance(x, str) else x) for k, x in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _some(self):
+        if self.pixel is None and self.latent is None:
+            raise ValueError("give at least one of pixel, latent (e.g. prior: embedded)")
+        return self
+
+
+class DatasetSpec(_Model):
+    name: str = "embedded"
+    split: Literal["train", "val"] = "val"
+    count: Optional[int] = Field(None, ge=1)
+    ids: Optional[list[int]] = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if self.count is not None and self.ids is not None:
+            raise ValueError("give count or ids, not both")
+        if self.ids is not None:
+            if not self.ids:
+                raise ValueError("ids is empty")
+            if len(set(self.ids)) != len(self.ids):
+                raise ValueError("ids has duplicates")
+            if min(self.ids) < 0:
+                raise ValueError("ids must be >= 0")
+        return self
+
+
+class TaskSpec(_Model):
+    operator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    sigma_y: list[float] = Field(default_factory=lambda: [0.05], min_length=1)
+    name: Optional[str] = None
+
+    @field_validator("sigma_y", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, (int, float)) else v
+
+    @field_validator("sigma_y")
+    @classmethod
+    def _nonneg(cls, v):
+        if any(s < 0 for s in v):
+            raise ValueError(f"noise levels must be >= 0, got {v}")
+        return v
+
+    @property
+    def label(self) -> str:
+        return self.name or self.operator
+
+
+class SolverSpec(_Model):
+    name: str
+    num_steps: list[int] = Field(min_length=1)
+    step_sizes: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("num_steps", "step_sizes", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, (int, float)) else v
+
+    @field_validator("num_steps")
+    @classmethod
+    def _steps(cls, v):
+        if any(n < 1 for n in v):
+            raise ValueError(f"step counts must be >= 1, got {v}")
+        return v
+
+    @field_validator("step_sizes")
+    @classmethod
+    def _sizes(cls, v):
+        if any(s <= 0 for s in v):
+            raise ValueError(f"step sizes must be > 0, got {v}")
+        return v
+
+
+class RegSpec(_Model):
+    kind: Literal["none", "equi", "equicon"] = "none"
+    mpe: Literal["decoder", "encoder", "autoencoder"] = "autoencoder"
+    group: str = "hflip"
+    lambdas: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    schedule: Optional[Literal["constant", "cutoff", "noise_sqrt", "noise_sigma"]] = Field(
+        None, description="None: the solver's paper default")
+    reduction: Literal["norm", "sqnorm", "mse"] = "norm"
+    freq: int = Field(1, ge=1)
+    cutoff_frac: float = Field(0.1, ge=0, le=1)
+
+    @field_validator("lambdas", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, (int, float)) else v
+
+    @field_validator("lambdas")
+    @classmethod
+    def _nonneg(cls, v):
+        bad = [x for x in v if x < 0]
+        if bad:
+            raise ValueError(f"lambdas must be >= 0, got {bad}")
+        return v
+
+
+class Resources(_Model):
+    num_actors: Optional[int] = Field(None, ge=1, description="default: as many as the cluster's CPUs/GPUs allow")
+    num_gpus: float = Field(0.0, ge=0)
+    num_cpus: float = Field(0.5, gt=0)
+    threads: int = Field(1, ge=1, description="torch.set_num_threads inside each actor")
+
+
+class SweepSpec(_Model):
+    name: str
+    prior: PriorSpec
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    solvers: list[SolverSpec] = Field(min_length=1)
+    regularizers: list[RegSpec] = Field(default_factory=lambda: [RegSpec()], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    metrics: list[str] = Field(default_factory=lambda: list(ROW_METRICS))
+    batch_size: int = Field(16, ge=1)
+    resources: Resources = Field(default_factory=Resources)
+    store: Optional[str] = None
+    save_images: bool = True
+    metric_weights: dict[str, str] = Field(default_factory=dict, description="lpips / inception weight files")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not _NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid run name: letters, digits, '_', '-', '.'")
+        return v
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, int) else v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v):
+        bad = [m for m in v if m not in METRICS]
+        if bad:
+            raise ValueError(f"unknown metrics {bad}; {_allowed(METRICS)}")
+        return v
+
+    def canonical(self) -> dict:
+        """JSON-able dict of the spec (what the store records for the run)."""
+        return json.loads(self.model_dump_json())
+
+
+# ------------------------------------------------------------------------------ prior metadata
+def _embedded_info(kind: str) -> dict:
+    """Image size and weight files of the embedded world (``solvers/embedded/weights/<space>/``,
+    the layout ``solvers.loaders`` reads), without loading any model."""
+    import solvers.embedded as emb
+    from solvers.embedded import data as emb_data
+
+    space = "pixel" if kind == "pixel" else "latent"  # the MPE autoencoder is the latent world's
+    root = Path(emb.__file__).parent / "weights" / space
+    files = [root / "unet" / "config.json", root / "scheduler"]
+    if space == "latent":
+        files += [root / "vae" / "config.json", root / "latent_scale.json"]
+    return {"image_size": int(emb_data.IMAGE_SIZE), "files": files}
+
+
+def prior_info(ref: PriorRef, kind: str) -> dict:
+    """``{"image_size": int|None, "files": [paths that must exist]}`` for a prior reference."""
+    if ref.path == "embedded":
+        return _embedded_info(kind)
+    path = Path(ref.path).expanduser()
+    if path.suffix in (".pt", ".pth", ".ckpt", ".safetensors"):
+        return {"image_size": ref.image_size, "files": [path]}
+    unet_cfg = path / "unet" / "config.json"
+    files = [unet_cfg]
+    size = ref.image_size
+    if unet_cfg.exists():
+        cfg = json.loads(unet_cfg.read_text())
+        weights = [path / "unet" / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
+        files.append(next((w for w in weights if w.exists()), weights[0]))
+        size = size or cfg.get("sample_size")
+        if kind == "latent":
+            vae_cfg = path / "vae" / "config.json"
+            files.append(vae_cfg)
+            if vae_cfg.exists() and size:
+                down = 2 ** (len(json.loads(vae_cfg.read_text()).get("block_out_channels", [0])) - 1)
+                size = int(size) * down
+    return {"image_size": size, "files": files}
+
+
+# ------------------------------------------------------------------------------ meaning checks
+def solver_space(entry, prior: PriorSpec) -> str | None:
+    """The prior space a solver runs in under this spec ("any" solvers prefer pixel); None: none fits."""
+    space = getattr(entry, "space", "pixel")
+    if space == "any":
+        return "pixel" if prior.pixel is not None else "latent"
+    return space if getattr(prior, space) is not None else None
+
+
+def _registry(be, name):
+    try:
+        return getattr(be, name)
+    except ImportError as exc:
+        raise SpecError([("<registry>", f"cannot check names: {exc}")]) from None
+
+
+def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
+    """Problems with ``spec`` that need the registries or the filesystem (empty list: valid)."""
+    be = _backend.resolve(backend)
+    errors: list[tuple[str, str]] = []
+    solvers = _registry(be, "SOLVERS")
+    operators = _registry(be, "OPERATORS")
+    groups = _registry(be, "GROUPS")
+    prior_fn = getattr(be, "prior_info", None) if backend else None
+    prior_fn = prior_fn or prior_info
+    from orchestrator import data as _data
+
+    datasets = getattr(be, "DATASETS", None) if backend else None
+    # dataset
+    ds_info = None
+    try:
+        ds_info = datasets[spec.dataset.name] if datasets and spec.dataset.name in datasets else _data.info(spec.dataset.name)
+    except ValueError as exc:
+        errors.append(("dataset.name", str(exc)))
+    if ds_info is not None:
+        n = ds_info.sizes.get(spec.dataset.split)
+        if n is None:
+            errors.append(("dataset.split", f"{spec.dataset.split!r} not in {ds_info.name}; {_allowed(ds_info.splits)}"))
+        elif spec.dataset.count is not None and spec.dataset.count > n:
+            errors.append(("dataset.count", f"{spec.dataset.count} > the {n} images of {ds_info.name}/{spec.dataset.split}; allowed: 1..{n}"))
+        elif spec.dataset.ids is not None and max(spec.dataset.ids) >= n:
+            errors.append(("dataset.ids", f"{[i for i in spec.dataset.ids if i >= n]} out of range; allowed: 0..{n - 1}"))
+    image_shape = tuple(ds_info.image_shape) if ds_info else None
+    # priors: files and image size
+    priors_ok = {}
+    for kind in ("pixel", "latent", "mpe"):
+        ref = getattr(spec.prior, kind)
+        if ref is None:
+            continue
+        try:
+            info = prior_fn(ref, kind)
+        except Exception as exc:  # noqa: BLE001 - a broken checkpoint folder is a spec problem
+            errors.append((f"prior.{kind}", f"cannot read {ref.path!r}: {exc}"))
+            continue
+        missing = [str(f) for f in info["files"] if not Path(f).exists()]
+        if missing:
+            errors.append((f"prior.{kind}", f"missing weights file(s): {', '.join(missing)}"))
+        size = info.get("image_size")
+        if size is None:
+            errors.append((f"prior.{kind}.image_size", f"cannot tell the image size of {ref.path!r}; set image_size"))
+        elif image_shape and int(size) != image_shape[-1]:
+            errors.append((f"prior.{kind}", f"{ref.path!r} takes {size}x{size} images but dataset {spec.dataset.name!r} has {image_shape[-1]}x{image_shape[-2]}; allowed image size: {size}"))
+        priors_ok[kind] = True
+    # tasks: names, params, transposes (operator built once, seed 0, no model)
+    has_transpose: dict[int, bool] = {}
+    labels = {}
+    for i, task in enumerate(spec.tasks):
+        if task.label in labels:
+            errors.append((f"tasks[{i}].name", f"task name {task.label!r} repeats tasks[{labels[task.label]}]; give each task a distinct name"))
+        labels.setdefault(task.label, i)
+        if task.operator not in operators:
+            errors.append((f"tasks[{i}].operator", f"unknown operator {task.operator!r}; {_allowed(sorted(operators))}"))
+            continue
+        if image_shape is None:
+            continue
+        try:
+            op = be.build_operator(task.operator, image_shape=image_shape, seeds=0, **task.params)
+            has_transpose[i] = bool(getattr(op, "has_transpose", False))
+        except (ValueError, TypeError) as exc:
+            errors.append((f"tasks[{i}].params", str(exc)))
+    # solvers: names, space, transpose
+    for j, sol in enumerate(spec.solvers):
+        if sol.name not in solvers:
+            errors.append((f"solvers[{j}].name", f"unknown solver {sol.name!r}; {_allowed(sorted(solvers))}"))
+            continue
+        entry = solvers[sol.name]
+        space = solver_space(entry, spec.prior)
+        if space is None:
+            have = [k for k in ("pixel", "latent") if getattr(spec.prior, k) is not None]
+            need = getattr(entry, "space", "pixel")
+            errors.append((f"solvers[{j}].name", f"{sol.name!r} is a {need}-space solver but the spec gives only a {'/'.join(have)} prior; set prior.{need} or use a solver for {'/'.join(have)} priors"))
+        defaults = getattr(entry, "defaults", None)
+        if defaults is not None:
+            unknown = sorted(set(sol.options) - set(defaults) - {"restarts", "select"})
+            if unknown:
+                errors.append((f"solvers[{j}].options", f"unknown option(s) {unknown} for {sol.name!r}; {_allowed(sorted(defaults) + ['restarts', 'select'])}"))
+        if getattr(entry, "needs_transpose", False):
+            for i, ht in has_transpose.items():
+                if not ht:
+                    errors.append((f"solvers[{j}].name", f"{sol.name!r} needs operator.transpose but tasks[{i}].operator {spec.tasks[i].operator!r} has none; allowed solvers for this task: {sorted(n for n, e in solvers.items() if not getattr(e, 'needs_transpose', False))}"))
+    # regularizers: groups, mpe per space
+    for k, reg in enumerate(spec.regularizers):
+        if reg.kind == "none":
+            continue
+        if reg.group not in groups:
+            errors.append((f"regularizers[{k}].group", f"unknown group {reg.group!r}; {_allowed(sorted(groups))}"))
+        pixel_solvers = [s.name for s in spec.solvers if s.name in solvers and solver_space(solvers[s.name], spec.prior) == "pixel"]
+        if pixel_solvers:
+            if reg.mpe != "autoencoder":
+                errors.append((f"regularizers[{k}].mpe", f"{reg.mpe!r} needs a latent prior but pixel solvers {pixel_solvers} use it; allowed for pixel solvers: 'autoencoder'"))
+            elif spec.prior.mpe is None and spec.prior.latent is None:
+                errors.append((f"regularizers[{k}].mpe", f"pixel solvers {pixel_solvers} need an MPE autoencoder: set prior.mpe or prior.latent"))
+    if "lpips" in spec.metrics and spec.metric_weights.get("lpips") and not Path(spec.metric_weights["lpips"]).exists():
+        errors.append(("metric_weights.lpips", f"missing weights file: {spec.metric_weights['lpips']}"))
+    if any(m in spec.metrics for m in SET_METRICS) and spec.metric_weights.get("inception") and not Path(spec.metric_weights["inception"]).exists():
+        errors.append(("metric_weights.inception", f"missing weights file: {spec.metric_weights['inception']}"))
+    unknown_w = set(spec.metric_weights) - {"lpips", "inception"}
+    if unknown_w:
+        errors.append(("metric_weights", f"unknown keys {sorted(unknown_w)}; allowed: 'inception', 'lpips'"))
+    return errors
+
+
+def _format_pydantic(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        loc = ""
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "literal_error":
+            msg = f"got {err.get('input')!r}; {msg.lower()}"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        out.append((loc or "<spec>", msg))
+    return out
+
+
+def parse(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None) -> SweepSpec:
+    """A validated ``SweepSpec`` from a dict, a YAML file path or YAML text; ``SpecError`` otherwise."""
+    if isinstance(data, Path) or (isinstance(data, str) and "\n" not in data and data.endswith((".yaml", ".yml"))):
+        path = Path(data)
+        if not path.exists():
+            raise FileNotFoundError(f"spec file not found: {path}")
+        source = source or str(path)
+        data = path.read_text()
+    if isinstance(data, str):
+        try:
+            data = yaml.safe_load(data)
+        except yaml.YAMLError as exc:
+            raise SpecError([("<yaml>", str(exc).replace("\n", " "))], source) from None
+    if not isinstance(data, dict):
+        raise SpecError([("<spec>", f"expected a mapping at the top level, got {type(data).__name__}")], source)
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_pydantic(exc), source) from None
+    errors = check(spec, backend)
+    if errors:
+        raise SpecError(errors, source)
+    return spec
+
+
+load = parse

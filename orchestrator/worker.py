@@ -1,0 +1,306 @@
+"""The worker: a long-lived process that holds the models and turns WorkUnits into rows.
+
+``WorkerCore`` is plain Python (testable without Ray); ``Worker`` is the same class as a Ray actor
+(``max_restarts=-1, max_task_retries=-1``: a dead actor is restarted and its in-flight calls are
+re-run). Models are loaded once per actor and cached by their reference (prior space + path), so a
+sweep over many units loads each prior, MPE autoencoder and metric network once per actor.
+
+The worker never writes the store: it returns rows and images and the driver, the single writer,
+stores them under the unit's deterministic file name. A unit re-run after an actor died therefore
+replaces nothing and duplicates nothing (the first run never reached the store).
+
+Everything solver-specific lives behind ``solvers.solve``; the worker only builds the row batch:
+images by sample id, one operator instance per row (``op_seed``), noise per row (``noise_seed``),
+one generator per row (``row_seed``), per-row ``lam`` and ``step_size``. A solver exception fails
+the unit's rows (status ``failed`` + error) instead of the actor; rows the solver reports as
+diverged are recorded with status ``diverged``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import socket
+import time
+import traceback
+import warnings
+from typing import Any
+
+import numpy as np
+import ray
+
+from orchestrator import backend as _backend
+from orchestrator import data as _data
+from orchestrator.plan import WorkUnit
+
+ROW_METRICS = ("psnr", "ssim", "lpips", "rel_l2")
+
+
+# ------------------------------------------------------------------------------ small builders
+def _to_list(value, n: int) -> list:
+    """A metric result (tensor (B,), list, scalar or None) as ``n`` Python floats/None."""
+    if value is None:
+        return [None] * n
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().reshape(-1).tolist()
+    elif np.ndim(value) == 0:
+        value = [float(value)] * n
+    out = []
+    for v in list(value):
+        v = None if v is None else float(v)
+        out.append(None if v is None or math.isnan(v) else v)
+    return out
+
+
+class _BasicMetrics:
+    """PSNR and relative L2 without any weights: used until/unless ``orchestrator.metrics`` loads."""
+
+    def __init__(self, device=None, **_):
+        self.device = device
+
+    @staticmethod
+    def psnr(x, ref):
+        import torch
+
+        mse = (((x.clamp(-1, 1) - ref) / 2) ** 2).reshape(x.shape[0], -1).mean(1)
+        return -10 * torch.log10(mse.clamp_min(1e-20))
+
+    @staticmethod
+    def rel_l2(x, ref):
+        d = (x - ref).reshape(x.shape[0], -1).norm(dim=1)
+        return d / ref.reshape(ref.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+
+    ssim = lpips = None
+
+
+def build_metrics(device, weights: dict | None):
+    """``orchestrator.metrics.Metrics`` (LPIPS/Inception weights from files), else basic metrics."""
+    weights = weights or {}
+    try:
+        from orchestrator.metrics import Metrics
+    except ImportError as exc:
+        warnings.warn(f"orchestrator.metrics unavailable ({exc}); computing psnr and rel_l2 only")
+        return _BasicMetrics(device)
+    kwargs = {"lpips_weights": weights.get("lpips")}
+    if weights.get("inception"):
+        kwargs["inception_weights"] = weights["inception"]
+    try:
+        return Metrics(device, **kwargs)
+    except TypeError:  # an older Metrics without inception_weights
+        return Metrics(device, lpips_weights=weights.get("lpips"))
+
+
+def prior_loader_spec(space: str, path: str):
+    """The ``solvers.loaders.load_prior`` argument for a spec's prior reference."""
+    if path == "embedded":
+        return f"embedded:{space}"
+    if path.endswith((".pt", ".pth")):
+        return {"kind": "guided_diffusion", "path": path}
+    return {"kind": "diffusers_ldm" if space == "latent" else "diffusers_pixel", "path": path}
+
+
+def load_prior(be, space: str, path: str):
+    """A prior (with its autoencoder for latent ones) from a spec's reference, via the backend."""
+    return be.load_prior(prior_loader_spec(space, path))
+
+
+def build_regularizer(be, group: dict, autoencoder):
+    """``RegularizerSpec`` for a unit's group (None for the baseline)."""
+    if group["reg_kind"] == "none":
+        return None
+    return be.RegularizerSpec(
+        kind=group["reg_kind"], mpe=group["mpe"], group=group["group"], reduction=group["reduction"],
+        schedule=group["schedule"], freq=group["freq"], cutoff_frac=group["cutoff_frac"], autoencoder=autoencoder,
+    )
+
+
+# ----------------------------------------------------------------------------------- the core
+class WorkerCore:
+    """Loads models lazily, once, and runs units (see the module docstring)."""
+
+    def __init__(self, backend: str | None = None, threads: int = 1, use_gpu: bool = False,
+                 metric_weights: dict | None = None, name: str = "worker"):
+        import torch
+
+        torch.set_num_threads(int(threads))  # Ray sets OMP_NUM_THREADS=1: be explicit either way
+        self.threads = int(threads)
+        self.backend_path = backend
+        self.be = _backend.resolve(backend)
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.metric_weights = dict(metric_weights or {})
+        self.name = f"{name}@{socket.gethostname()}:{os.getpid()}"
+        self._priors: dict[tuple[str, str], Any] = {}
+        self._metrics = None
+        self.loads = 0  # how many models this process loaded (tests assert "once")
+
+    # -- caches
+    def prior(self, space: str, path: str):
+        key = (space, path)
+        if key not in self._priors:
+            prior = load_prior(self.be, space, path)
+            if hasattr(prior, "to"):
+                prior = prior.to(self.device)
+            if hasattr(prior, "eval"):
+                prior.eval()
+            self._priors[key] = prior
+            self.loads += 1
+        return self._priors[key]
+
+    @property
+    def metrics(self):
+        if self._metrics is None:
+            self._metrics = build_metrics(self.device, self.metric_weights)
+            self.loads += 1
+        return self._metrics
+
+    def info(self) -> dict:
+        import torch
+
+        return {"name": self.name, "pid": os.getpid(), "loads": self.loads, "threads": torch.get_num_threads(),
+                "device": str(self.device), "priors": [list(k) for k in self._priors]}
+
+    # -- one unit
+    def run_unit(self, unit: WorkUnit, context: dict | None = None) -> dict:
+        """Rows (dicts for RESULTS_SCHEMA) and images of ``unit``; never raises for solver errors."""
+        context = dict(context or {})
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        rows = unit.rows
+        n = len(rows)
+        x_hat = naive = x_true = None
+        status = ["failed"] * n
+        error = None
+        metrics: dict[str, list] = {}
+        try:
+            x_true, y, op, batch_out = self._solve(unit)
+            out, naive = batch_out
+            x_hat = out.x
+            status = [str(s) for s in out.status]
+            metrics = self._row_metrics(x_hat, x_true, naive, out, op, y, context.get("metrics", ROW_METRICS))
+        except Exception as exc:  # noqa: BLE001 - a failing solver fails its unit, not the actor
+            error = f"{type(exc).__name__}: {exc}"
+            tb = traceback.format_exc(limit=-3)
+            error = (error + "\n" + tb)[-2000:]
+        wall = time.perf_counter() - t0
+        out_rows = []
+        for i, r in enumerate(rows):
+            cfg = unit.configs[r.config_id]
+            row = {
+                **cfg.store_columns(),
+                "run_id": context.get("run_id"), "run_kind": context.get("run_kind", "sweep"),
+                "trial_id": context.get("trial_id"), "unit_id": unit.unit_id,
+                "sample_id": r.sample_id, "row_seed": r.row_seed, "lam": r.lam, "step_size": r.step_size,
+                "status": status[i], "error": error, "wall_s": wall / max(n, 1), "worker": self.name,
+                "started_at": started, "code_version": context.get("code_version"),
+            }
+            for k, vals in metrics.items():
+                row[k] = vals[i]
+            out_rows.append(row)
+        images = {}
+        if x_hat is not None and context.get("save_images", True):
+            images = self._images(unit, x_hat, naive, x_true)
+        return {"unit_id": unit.unit_id, "rows": out_rows, "images": images, "wall_s": wall, "worker": self.name}
+
+    def _solve(self, unit: WorkUnit):
+        import torch
+        from solvers.rng import make_generators
+
+        be, g, dev = self.be, unit.group, self.device
+        rows = unit.rows
+        prior = self.prior(g["prior_space"], g["prior"])
+        autoencoder = None
+        if g["reg_kind"] != "none" and g["mpe_prior"] is not None:
+            autoencoder = getattr(self.prior("latent", g["mpe_prior"]), "autoencoder", None)
+        x_true = _data.load(g["dataset"], g["split"], [r.sample_id for r in rows]).to(dev)
+        op = be.build_operator(g["operator"], image_shape=tuple(x_true.shape[1:]), seeds=[r.op_seed for r in rows],
+                               device=dev, **g["op_params"])
+        with torch.no_grad():
+            y = be.add_noise(op.forward(x_true), g["sigma_y"], make_generators([r.noise_seed for r in rows], dev))
+            naive = op.naive_inverse(y)
+        params = {
+            "lam": torch.tensor([r.lam for r in rows], dtype=x_true.dtype, device=dev),
+            "step_size": torch.tensor([r.step_size for r in rows], dtype=x_true.dtype, device=dev),
+        }
+        batch = be.RowBatch(y=y, operator=op, generators=make_generators([r.row_seed for r in rows], dev),
+                            params=params, x_true=x_true)
+        out = be.solve(g["solver"], prior, batch, int(g["num_steps"]),
+                       regularizer=build_regularizer(be, g, autoencoder), options=dict(g["solver_options"]))
+        return x_true, y, op, (out, naive)
+
+    def _row_metrics(self, x_hat, x_true, naive, out, op, y, names) -> dict[str, list]:
+        import torch
+
+        n = x_hat.shape[0]
+        m = self.metrics
+        res: dict[str, list] = {}
+        with torch.no_grad():
+            x = x_hat.detach().to(x_true.device, x_true.dtype)
+            finite = torch.isfinite(x.reshape(n, -1)).all(1)
+            xs = torch.where(finite.view(-1, 1, 1, 1), x, torch.zeros_like(x))  # diverged rows: metrics null
+            wanted = [n for n in ROW_METRICS if n in names]
+            got = self._per_image(xs, x_true, wanted)
+            for name, val in got.items():
+                vals = _to_list(val, n)
+                res[name] = [v if bool(finite[i]) else None for i, v in enumerate(vals)]
+            if naive is not None and tuple(naive.shape) == tuple(x_true.shape):
+                res["naive_psnr"] = _to_list(self._per_image(naive.clamp(-1, 1), x_true, ["psnr"]).get("psnr"), n)
+            yr = out.extras.get("y_residual") if getattr(out, "extras", None) else None
+            res["y_residual"] = _to_list(yr, n) if yr is not None else [None] * n
+        return res
+
+    def _per_image(self, x, ref, names) -> dict:
+        """``{name: per-row values}`` via ``Metrics.per_image`` (or the basic fallback's methods)."""
+        m = self.metrics
+        if hasattr(m, "per_image"):
+            names = [k for k in names if k in getattr(m, "names", names)]
+            return m.per_image(x, ref, names=names) if names else {}
+        return {k: getattr(m, k)(x, ref) for k in names if getattr(m, k, None) is not None}
+
+    def _images(self, unit: WorkUnit, x_hat, naive, x_true) -> dict:
+        def np16(t):
+            return t.detach().float().cpu().numpy().astype(np.float16)
+
+        xh, xt = np16(x_hat), np16(x_true)
+        nv = np16(naive) if naive is not None and tuple(naive.shape) == tuple(x_true.shape) else None
+        out = {"x_hat": {}, "naive": {}, "x_true": {}}
+        for i, r in enumerate(unit.rows):
+            key = f"{r.config_id}:{r.sample_id}"
+            out["x_hat"][key] = xh[i]
+            if nv is not None:
+                out["naive"][key] = nv[i]
+            out["x_true"][str(r.sample_id)] = xt[i]
+        return out
+
+    # -- set metrics
+    def set_metrics(self, x_hat: np.ndarray, x_true: np.ndarray, names=("fid", "kid")) -> dict:
+        """``{"fid", "kid_mean", "kid_std", "error"}`` over a config's images (None: not computed)."""
+        import torch
+
+        result = {"fid": None, "kid_mean": None, "kid_std": None, "error": None}
+        m = self.metrics
+        xh = torch.as_tensor(np.asarray(x_hat, dtype=np.float32), device=self.device)
+        xt = torch.as_tensor(np.asarray(x_true, dtype=np.float32), device=self.device)
+        try:
+            if hasattr(m, "set_metrics"):
+                got = m.set_metrics(xh, xt) or {}
+                for k in ("fid", "kid_mean", "kid_std"):
+                    result[k] = _to_list(got.get(k), 1)[0]
+            else:
+                if "fid" in names and hasattr(m, "fid"):
+                    result["fid"] = _to_list(m.fid(xh, xt), 1)[0]
+                if "kid" in names and hasattr(m, "kid"):
+                    kid = m.kid(xh, xt)
+                    if isinstance(kid, (tuple, list)):
+                        result["kid_mean"], result["kid_std"] = (_to_list(v, 1)[0] for v in kid[:2])
+                    else:
+                        result["kid_mean"] = _to_list(kid, 1)[0]
+        except Exception as exc:  # noqa: BLE001
+            result["error"] = f"{type(exc).__name__}: {exc}"
+        return result
+
+    def ping(self) -> str:
+        return self.name
+
+
+#: The Ray actor: restarted when it dies, its calls retried on the restarted process.
+Worker = ray.remote(max_restarts=-1, max_task_retries=-1)(WorkerCore)

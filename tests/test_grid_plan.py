@@ -1,0 +1,77 @@
+"""Grid expansion and planning: stable ids, baseline dedupe, lambda-grid units, resume planning."""
+from __future__ import annotations
+
+from orchestrator import grid, plan, spec as spec_mod
+
+FAKE = "tests.orchestrator_fakes"
+
+
+def make(**over):
+    d = {"name": "g", "prior": "embedded", "dataset": {"count": 5},
+         "tasks": [{"operator": "fake_mask", "sigma_y": [0.05, 0.1]}],
+         "solvers": [{"name": "fake", "num_steps": [2, 4], "step_sizes": [1.0, 2.0]}],
+         "regularizers": [{"kind": "none", "lambdas": [0, 1, 2]}, {"kind": "equi", "lambdas": [0.1, 0.2, 0.3]}],
+         "seeds": [0, 1], "batch_size": 7}
+    d.update(over)
+    return spec_mod.parse(d, backend=FAKE)
+
+
+def test_grid_size_and_baseline_dedupe():
+    cfgs = grid.expand(make(), FAKE)
+    # sigma 2 x steps 2 x sizes 2 x seeds 2 x (baseline 1 + equi 3): the baseline is not x lambdas
+    assert len(cfgs) == 2 * 2 * 2 * 2 * 4
+    base = [c for c in cfgs if c.reg_kind == "none"]
+    assert {c.lam for c in base} == {0.0} and all(c.group is None and c.mpe_prior is None for c in base)
+    assert all(c.mpe_prior == "embedded" for c in cfgs if c.reg_kind == "equi")
+    assert len({c.config_id for c in cfgs}) == len(cfgs)
+
+
+def test_config_id_stable_and_order_independent():
+    a = {c.config_id for c in grid.expand(make(), FAKE)}
+    b = {c.config_id for c in grid.expand(make(regularizers=[{"kind": "equi", "lambdas": [0.3, 0.2, 0.1]},
+                                                            {"kind": "none"}], batch_size=3), FAKE)}
+    assert a == b
+    c = grid.expand(make(), FAKE)[0]
+    assert c.config_id == grid.stable_hash(c.canonical()) and len(c.config_id) == 16
+    # a pinned id: changing how ids are computed silently orphans every stored result
+    one = grid.Config(prior_space="pixel", prior="embedded", mpe_prior=None, dataset="embedded", split="val",
+                      solver="dps", solver_options={}, num_steps=10, step_size=1.0, task="box_inpainting",
+                      operator="box_inpainting", op_params={}, sigma_y=0.05)
+    assert one.config_id == "774ecd8042baaf79"
+
+
+def test_seeds_paired_across_configs():
+    cfgs = grid.expand(make(), FAKE)
+    x, y = [c for c in cfgs if c.sigma_y == 0.05 and c.seed == 0][:2]
+    assert x.config_id != y.config_id
+    assert grid.operator_seed(x, 3) == grid.operator_seed(y, 3)  # same mask for every config
+    assert grid.noise_seed(x, 3) == grid.noise_seed(y, 3)
+    assert grid.solver_seed(x, 3) != grid.solver_seed(y, 3)
+    z = next(c for c in cfgs if c.seed == 1 and c.sigma_y == 0.05)
+    assert grid.operator_seed(z, 3) != grid.operator_seed(x, 3)
+
+
+def test_plan_groups_lambdas_and_respects_batch_size():
+    s = make()
+    cfgs = grid.expand(s, FAKE)
+    samples = grid.sample_ids(s)
+    units = plan.plan(cfgs, samples, s.batch_size)
+    assert all(1 <= u.size <= 7 for u in units)
+    keys = [(r.config_id, r.sample_id) for u in units for r in u.rows]
+    assert len(keys) == len(set(keys)) == len(cfgs) * len(samples)
+    # lambdas, step sizes and seeds of the same group share units
+    shared = [u for u in units if len({r.lam for r in u.rows}) > 1]
+    assert shared and all(len({(c.solver, c.num_steps, c.sigma_y, c.reg_kind) for c in u.configs.values()}) == 1
+                          for u in units)
+    assert {u.unit_id for u in units} == {u.unit_id for u in plan.plan(cfgs, samples, s.batch_size)}
+
+
+def test_plan_skips_done_rows():
+    s = make()
+    cfgs = grid.expand(s, FAKE)
+    samples = grid.sample_ids(s)
+    done = {(c.config_id, i) for c in cfgs[:10] for i in samples}
+    units = plan.plan(cfgs, samples, 4, done)
+    keys = {(r.config_id, r.sample_id) for u in units for r in u.rows}
+    assert keys.isdisjoint(done) and len(keys) == (len(cfgs) - 10) * len(samples)
+    assert plan.plan(cfgs, samples, 4, {(c.config_id, i) for c in cfgs for i in samples}) == []
