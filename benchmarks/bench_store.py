@@ -241,7 +241,7 @@ def run(quick: bool = False, **sizes) -> dict:
         "finished run's unit files into a few large ones, keeping the unit ids as a column) or a cheaper footer check.",
     ]
     for name, value in (("duckdb", duck), ("pandas", pand)):
-        if value >= TARGET_S:
+        if value >= TARGET_S and not quick:
             notes.append(f"Target missed on the {name} path ({value:.2f} s): " + (
                 f"connect alone takes {q_big['connect_only_s']['median']:.2f} s (listing + verifying {big['files']:,} "
                 f"footers), the query on an open connection {q_big['duckdb_query_only_s']['median']:.2f} s, of which the "

@@ -38,6 +38,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RANDOM_WEIGHTS_DIR = RESULTS_DIR / "tmp-random-weights"  # gitignored (benchmarks/results/tmp*/)
 BACKEND = "benchmarks.backend"  # the orchestrator backend module that knows about the fallback weights
+#: Set by ``run_all``: a benchmark that started Ray in this process leaves it running for the next
+#: one (run_all shuts it down at the end); a benchmark run alone shuts down what it started.
+KEEP_RAY = False
+#: Seconds the local Ray took to start in this process (set by ``bench_orchestration.start_ray``).
+RAY_INIT_S: float | None = None
 
 
 # ------------------------------------------------------------------------------------ machine

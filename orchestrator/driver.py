@@ -83,7 +83,9 @@ def ensure_ray(address: str | None = None) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=os.cpu_count(), **kwargs)
+        # address='local' always starts a fresh local Ray, never attaching to another process's
+        # cluster (ray.init() alone may connect to the latest one found under /tmp/ray)
+        ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
     return True
 
 

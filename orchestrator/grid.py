@@ -20,6 +20,7 @@ from typing import Any
 from solvers.rng import row_seed
 from orchestrator.spec import SweepSpec, solver_space
 from orchestrator import backend as _backend
+from orchestrator import data as _data
 
 
 def canonical_json(obj: Any) -> str:
@@ -108,12 +109,15 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
             freq=reg.freq if active else None, cutoff_frac=reg.cutoff_frac if active else None,
         )
         lambdas = reg.lambdas if active else [0.0]
+        # the dataset's size-appropriate operator defaults, overridden by the task's own params;
+        # resolved here so the stored config (and its id) says exactly what ran
+        op_params = {**_data.info(spec.dataset.name).operator_defaults(task.operator), **task.params}
         for sigma, steps, size, lam, seed in itertools.product(task.sigma_y, sol.num_steps, sol.step_sizes, lambdas, spec.seeds):
             cfg = Config(
                 prior_space=space, prior=prior_ref, mpe_prior=mpe_prior,
                 dataset=spec.dataset.name, split=spec.dataset.split,
                 solver=sol.name, solver_options=dict(sol.options), num_steps=int(steps), step_size=float(size),
-                task=task.label, operator=task.operator, op_params=dict(task.params), sigma_y=float(sigma),
+                task=task.label, operator=task.operator, op_params=op_params, sigma_y=float(sigma),
                 lam=float(lam), seed=int(seed), **reg_fields,
             )
             out.setdefault(cfg.config_id, cfg)

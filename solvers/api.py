@@ -225,7 +225,9 @@ class SolveContext:
 
 # ----------------------------------------------------------------------------- helpers
 def _as_rows(v, B: int, name: str) -> torch.Tensor:
-    t = torch.as_tensor(v)
+    # python numbers go through float64 so a scalar 0.3 equals a float64 tensor of 0.3 exactly
+    t = torch.as_tensor(v, dtype=torch.float64) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+        else torch.as_tensor(v)
     if t.ndim == 0:
         t = t.expand(B)
     if t.ndim != 1 or t.shape[0] != B:

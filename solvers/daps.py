@@ -69,6 +69,15 @@ Deviations and choices, each said here (options are named in ``*_DEFAULTS``):
   (``lam sigma_k / sqrt(1 + sigma_k^2)``, i.e. ``lam sqrt(1 - abar)`` at that noise level): the
   paper scales lambda by the noise schedule for Equi-LatentDAPS without the formula, and this is
   the same function of the noise level as Equi-DPS's default, so a lambda means the same in both.
+  Scale: in the drift the penalty gradient sits next to the data term's ``1/tau^2 = 1e4`` and the
+  prior term's ``1/sigma_k^2``, so a lambda that matters here is orders of magnitude larger than
+  the paper's DPS/PSLD lambdas (the paper gives none for LatentDAPS); ``step`` gives lambda a unit
+  scale of its own.
+- **Small ODE levels.** ``ode_sigma_min`` may lie below the prior schedule's smallest sigma
+  (LatentDAPS's 0.001; sqrt-linear LDM betas start at sigma 0.039, linear DDPM betas at 0.010).
+  Euler never evaluates D at the final grid point, but intermediate ones can fall below that range
+  (from sigma_k = 0.1 the 2-step grid is 0.1, 0.0145, 0.001); ``prior.denoise`` then queries the
+  model at its first timestep (``timestep_for_sigma`` clamps), as any discrete-time model must.
 - **Best of 4** (phase retrieval) is the front door's ``restarts``/``select`` options, not ours.
 """
 from __future__ import annotations
@@ -326,7 +335,7 @@ def _annealed_sampler(ctx):
                 x0_hat = pf_ode_euler(prior, x, ode)
             else:
                 x0_hat = prior.denoise(x, torch.full((ctx.B,), s, dtype=torch.float64, device=ctx.device))
-        x0_hat = ctx.monitor.guard(x0_hat.detach(), x0.detach() if k else x.detach())
+        x0_hat = ctx.monitor.guard(x0_hat.detach(), x0)  # x0 = x at the first level
         lr = ctx.rows(lr0 * (1 + ratios[k] * (float(st["lr_min_ratio"]) - 1)), x)
         v = noise.next() if hmc_v else None
         xm = x0_hat.clone()
@@ -337,7 +346,7 @@ def _annealed_sampler(ctx):
             if rg is not None and opts["reg_attach"] == "drift":
                 score = score - rg
             if algo == "langevin":
-                new = xm + lr * score + lr.sqrt() * eps
+                new = xm + lr * score + (2 * lr).sqrt() * eps
             else:
                 v = m * v + lr.sqrt() * score + math.sqrt(2 * (1 - m)) * eps
                 new = xm + lr.sqrt() * v

@@ -154,6 +154,23 @@ def test_corrupt_file_rows_are_rerun(tmp_path, pool):
     assert_exact(tmp_path, spec)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Pids of ``pid``'s descendants (from /proc; empty where /proc is absent)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 @pytest.mark.slow
 def test_cli_driver_killed_and_resumed(tmp_path):
     """SIGKILL the CLI driver after its first unit lands, then resume with the same command."""
@@ -174,7 +191,13 @@ def test_cli_driver_killed_and_resumed(tmp_path):
     deadline = time.time() + 90
     while time.time() < deadline and not (folder.is_dir() and list(folder.glob("unit-*.parquet"))):
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    tree = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray processes die, as on a real crash
+    for pid in tree:  # Ray workers may sit in their own session: end them by pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     proc.wait()
     done_before = len(store.completed_keys(store_dir, "cli"))
     assert 0 < done_before < 12

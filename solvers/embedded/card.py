@@ -18,10 +18,10 @@ from . import data
 from .train import WEIGHTS_DIR
 
 
-def _prior(kind: str):
+def _prior(kind: str, root: Path):
     from solvers.loaders import load_prior
 
-    return load_prior({"name": "embedded", "kind": kind})
+    return load_prior({"kind": "embedded", "name": kind, "root": str(root)})
 
 
 @torch.no_grad()
@@ -33,7 +33,8 @@ def unconditional_samples(prior, n: int, num_steps: int, seed: int) -> torch.Ten
 
     gens = make_generators([row_seed("card", seed, i) for i in range(n)])
     ctx = SimpleNamespace(prior=prior, num_steps=num_steps, generators=gens, monitor=RowMonitor(n, "cpu"))
-    x = guided_loop(ctx, initial_noise(prior, gens, torch.float32, "cpu"), update="ddpm")
+    # clip_denoised as guided-diffusion samples by default (a pixel prior only: latents are unbounded)
+    x = guided_loop(ctx, initial_noise(prior, gens, torch.float32, "cpu"), update="ddpm", clamp=prior.space == "pixel")
     return (prior.decode(x) if prior.space == "latent" else x).clamp(-1, 1)
 
 
@@ -111,7 +112,7 @@ def write_card(weights: Path = WEIGHTS_DIR, n_samples: int = 64, sample_steps: i
     torch.manual_seed(0)
     weights = Path(weights)
     val = data.load_split("val")
-    pixel, latent = _prior("pixel"), _prior("latent")
+    pixel, latent = _prior("pixel", weights), _prior("latent", weights)
     results = {"data": data.describe(), "train": train_info or {}}
     _grid(weights / "samples_pixel.png", unconditional_samples(pixel, n_samples, sample_steps, 0), 8)
     _grid(weights / "samples_latent.png", unconditional_samples(latent, n_samples, sample_steps, 1), 8)
@@ -139,7 +140,7 @@ def _render(r: dict, weights: Path) -> str:
         f"({', '.join(r['data']['train_sources'])}), random horizontal flips.",
         f"- Validation: {r['data']['val_images']} crops of 4 *other* photos ({', '.join(r['data']['val_sources'])}): no validation photo is seen in training.",
         "",
-        "## Models (diffusers layout, loaded with `solvers.loaders.load_prior({'name': 'embedded', 'kind': ...})`)",
+        "## Models (diffusers layout, loaded with `solvers.loaders.load_prior({'kind': 'embedded', 'name': 'pixel' | 'latent'})`)",
         "| model | architecture | schedule | training |",
         "|---|---|---|---|",
         f"| pixel prior (`pixel/`) | UNet2DModel 32/64/64, attention at 8x8, eps | linear 1e-4..0.02, T=1000 | {_loss_line(weights / 'pixel' / 'train_log.json')} |",

@@ -100,7 +100,7 @@ def train_diffusion(model, images: torch.Tensor, schedule_cfg: dict, steps: int,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema.update(model, step)
-        loss_sum, count = loss_sum + float(loss), count + 1
+        loss_sum, count = loss_sum + float(loss.detach()), count + 1
         if step % log_every == 0 or step == steps:
             _log(history, step, loss_sum, count, t0, tag, log_every)
             loss_sum, count = 0.0, 0
@@ -130,7 +130,7 @@ def train_autoencoder_model(images: torch.Tensor, steps: int, batch: int, lr: fl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum, count = loss_sum + float(loss), count + 1
+        loss_sum, count = loss_sum + float(loss.detach()), count + 1
         if step % log_every == 0 or step == steps:
             _log(history, step, loss_sum, count, t0, "autoencoder", log_every)
             loss_sum, count = 0.0, 0

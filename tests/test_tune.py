@@ -1,0 +1,247 @@
+"""``equibench tune``: spec validation, cells, and real Ray Tune searches end to end.
+
+The search tests run real Ray, real Tune, the real driver-side worker pool and store; the fake
+world (``tests.orchestrator_fakes``, a microsecond solver with a ``sleep`` hook to make a driver
+killable mid-search) always runs, the embedded world (real solvers and the bundled weights) when
+its weights exist. The best configuration a search records is checked against what the store
+holds for the trials Tune itself lists (Tune's experiment state, not the search's own summary).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from orchestrator import cli, grid, spec as spec_mod, store  # noqa: E402
+from orchestrator import tune as T  # noqa: E402
+from orchestrator.spec import SpecError  # noqa: E402
+
+FAKE = "tests.orchestrator_fakes"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def own_ray(monkeypatch):
+    """Start a private local Ray, never attach to a cluster someone else ``ray start``-ed here."""
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def fake_spec(**tune_overrides) -> dict:
+    """A tune spec on the fake world: a baseline cell and one searched equi cell."""
+    t = {"objective": "psnr", "images": {"count": 4, "offset": 8}, "chunk_size": 2,
+         "space": {"lam": {"loguniform": [0.001, 1.0]}}, "searcher": "random", "num_samples": 4}
+    t.update(tune_overrides)
+    return {"name": "tk", "prior": "embedded", "dataset": {"count": 4},
+            "tasks": [{"operator": "fake_mask", "sigma_y": [0.05]}],
+            "solvers": [{"name": "fake", "num_steps": [3]}],
+            "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1]}],
+            "metrics": ["psnr"], "batch_size": 8, "resources": {"num_cpus": 0.5, "num_actors": 2}, "tune": t}
+
+
+# ------------------------------------------------------------------------------- validation
+def test_tune_section_errors_are_reported_together_with_field_paths():
+    bad = fake_spec(images={"count": 4, "offset": 2},  # ids 2, 3 are report images (count: 4)
+                    space={"lam": [0.1, 1.0], "zeta": [1.0], "options.nope": [1.0]},
+                    num_samples=None, scheduler="asha", chunk_size=4, startup_trials=3)
+    bad["tasks"][0]["sigma_y"] = [0.05, 0.1]
+    with pytest.raises(SpecError) as exc:
+        T.load(bad, backend=FAKE)
+    fields = dict(exc.value.errors)
+    assert "[2, 3] are also report images" in fields["tune.images"]
+    assert "unknown parameter" in fields["tune.space.zeta"]
+    assert "'fake' has no option 'nope'" in fields["tune.space.options.nope"]
+    assert "needs num_samples" in fields["tune.num_samples"]
+    assert "at least 2 chunks" in fields["tune.scheduler"]
+    assert "only the optuna searcher" in fields["tune.startup_trials"]
+    assert "one noise level per task" in fields["tasks[0].sigma_y"]
+
+
+def test_shape_errors_and_sweep_errors_come_in_one_report():
+    bad = fake_spec(space={"lam": {"loguniform": [0.0, 1.0]}}, searcher="bayes")
+    bad["batch_size"] = 0
+    with pytest.raises(SpecError) as exc:
+        T.load(bad, backend=FAKE)
+    fields = dict(exc.value.errors)
+    assert "batch_size" in fields and "tune.searcher" in fields
+    missing = fake_spec()
+    del missing["tune"]
+    with pytest.raises(SpecError, match="needs a tune: section"):
+        T.load(missing, backend=FAKE)
+
+
+def test_grid_searcher_needs_points_and_spaces_them_logarithmically():
+    with pytest.raises(SpecError, match="grid searcher needs values or a range with points"):
+        T.load(fake_spec(searcher="grid", num_samples=None), backend=FAKE)
+    ts = T.load(fake_spec(searcher="grid", num_samples=None,
+                          space={"lam": {"loguniform": [0.001, 1.0], "points": 4}, "step_size": [0.5, 1.0]}),
+                backend=FAKE)
+    cells = T.make_cells(ts)
+    assert [c.n_trials(ts.tune) for c in cells] == [2, 8]  # baseline: step size only; equi: 4 x 2
+    assert cells[1].params["lam"].grid_values() == pytest.approx([0.001, 0.01, 0.1, 1.0])
+
+
+def test_cells_templates_and_sweep_fragment_reproduce_the_config():
+    ts = T.load(fake_spec(), backend=FAKE)
+    base, equi = T.make_cells(ts)
+    assert (base.searched, equi.searched) == (False, True) and T.baseline_cell(equi, [base, equi]) is base
+    assert ts.chunks == [[8, 9], [10, 11]] and ts.mode == "max"
+    cfg = equi.config({"lam": 0.0316})
+    assert cfg.lam == 0.0316 and cfg.config_id != equi.template.config_id
+    # the best-config fragment merged into the sweep spec gives back exactly this configuration
+    sweep = {k: v for k, v in fake_spec().items() if k != "tune"}
+    merged = spec_mod.parse({**sweep, **T.sweep_fragment(equi, cfg)}, backend=FAKE)
+    assert cfg.config_id in {c.config_id for c in grid.expand(merged, FAKE)}
+
+
+# ------------------------------------------------------------------------ searches end to end
+def tune_trials(tune_dir: Path) -> dict[str, dict]:
+    """``{trial key: {"config", "status"}}`` from Tune's own experiment state (not our summary)."""
+    from ray.tune import ExperimentAnalysis
+
+    out = {}
+    for exp in sorted(p for p in tune_dir.iterdir() if p.is_dir()):
+        variant, slug = exp.name.split("-", 1)
+        analysis = ExperimentAnalysis(str(exp))
+        for trial in analysis.trials:
+            out[f"{variant}.{slug}.{trial.trial_id}"] = {"config": dict(trial.config), "status": trial.status}
+    return out
+
+
+def assert_best_is_store_argmax(out_dir: Path, store_dir: Path, run_id: str, metric: str = "psnr"):
+    """best-config.yaml's lambda per cell == the arg-best of the store means of Tune's trials."""
+    doc = yaml.safe_load((out_dir / "best-config.yaml").read_text())
+    trials = tune_trials(out_dir / "tune")
+    variant = doc["search"]["variant"]
+    n_images = len(doc["search"]["tuning_images"]["ids"])
+    df = store.load(store_dir, run=run_id)
+    assert set(df["run_kind"]) == {"tune"}
+    assert doc["best"], "no best configuration recorded"
+    for slug, entry in doc["best"].items():
+        if entry["trial_id"] == f"fixed.{slug}":  # nothing searched (the baseline): one configuration
+            rows = df[(df["trial_id"] == entry["trial_id"]) & (df["status"] == "ok")]
+            assert len(rows) == n_images and entry["objective"] == pytest.approx(rows[metric].mean())
+            continue
+        keys = [k for k in trials if k.startswith(f"{variant}.{slug}.")]
+        assert keys, slug
+        rows = df[df["trial_id"].isin(keys) & (df["status"] == "ok")]
+        per = rows.groupby("trial_id")[metric].agg(["mean", "count"])
+        complete = per[per["count"] == n_images]
+        arg = complete["mean"].idxmax() if doc["search"]["objective"]["mode"] == "max" else complete["mean"].idxmin()
+        assert entry["trial_id"] == arg
+        assert entry["lam"] == pytest.approx(trials[arg]["config"]["lam"])
+        assert entry["objective"] == pytest.approx(complete["mean"][arg])
+        # the stored rows of the best trial carry its lambda
+        assert rows[rows["trial_id"] == arg]["lam"].tolist() == pytest.approx([entry["lam"]] * n_images)
+    return doc, trials
+
+
+@pytest.mark.ray
+def test_cli_search_killed_then_resumed_continues_tune_and_computes_nothing_twice(tmp_path, own_ray):
+    """SIGKILL the ``equibench tune`` driver once trials have completed, then ``--resume``.
+
+    Resume must continue the same Tune experiments (the trials Tune listed before the kill are
+    still there, no extra trials are generated), never recompute a stored row, and end with the
+    best configuration equal to the store's argmax; ASHA must not evaluate more than no ASHA.
+    """
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    spec = fake_spec(scheduler="asha", compare_schedulers=True, num_samples=4)
+    spec["solvers"][0]["options"] = {"sleep": 0.4, "log_dir": str(logs)}
+    spec_file = tmp_path / "tune.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    store_dir, out_dir = tmp_path / "store", tmp_path / "out"
+    args = ["tune", str(spec_file), "--store", str(store_dir), "--out", str(out_dir), "--backend", FAKE, "--quiet"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "CI": "1",
+           "RAY_ADDRESS": "local"}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    first_exp = out_dir / "tune" / "asha-fake-equi-fake_mask"
+    deadline = time.time() + 240
+    complete_before: set = set()
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            if not (first_exp.is_dir() and ray.tune.Tuner.can_restore(str(first_exp))):
+                continue
+            df = store.load(store_dir, run="tk", filters={"status": "ok"})
+            per = df[df["trial_id"].str.startswith("asha.")].groupby("trial_id").size()
+            complete_before = set(per[per == 4].index)
+            if complete_before:
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0].decode(errors="replace")
+    assert complete_before, f"no trial completed before the deadline:\n{out[-3000:]}"
+    assert not (out_dir / "best-config.yaml").exists(), "the search finished before it could be interrupted"
+    listed_before = set(tune_trials(out_dir / "tune"))
+    stored_before = len(store.load(store_dir, run="tk", dedupe=False))
+    for f in logs.iterdir():
+        f.unlink()
+
+    # without --resume the search refuses to overwrite; with it, it continues
+    assert cli.main(args) == 2
+    assert cli.main(args + ["--resume"]) == 0
+
+    summary = json.loads((out_dir / "summary.json").read_text())
+    trials = tune_trials(out_dir / "tune")
+    assert listed_before <= set(trials) and complete_before <= set(trials)
+    assert sum(k.startswith("asha.") for k in trials) == 4 and sum(k.startswith("none.") for k in trials) == 4
+    raw = store.load(store_dir, run="tk", dedupe=False)
+    assert not raw.duplicated(["trial_id", "sample_id"]).any(), "a row was stored twice"
+    solved_after = sum(int(n) for f in logs.iterdir() for n in f.read_text().split())
+    assert solved_after == len(raw) - stored_before, f"resume recomputed stored rows ({stored_before} stored before)"
+    # every trial without ASHA saw all 4 images; ASHA never evaluates more
+    v = summary["variants"]
+    assert v["none"]["evaluations"] == v["none"]["full_budget"] == 16
+    assert v["asha"]["evaluations"] <= v["none"]["evaluations"]
+    assert summary["fixed_evaluations"] == 4
+    # trials loaded no model: one prior (+ MPE autoencoder) and the metrics per worker, at most
+    assert all(n <= 3 for n in summary["model_loads"].values()), summary["model_loads"]
+    doc, _ = assert_best_is_store_argmax(out_dir, store_dir, "tk")
+    best = doc["best"]["fake-equi-fake_mask"]
+    assert best["baseline"] == pytest.approx(summary["variants"]["asha"]["cells"]["fake-none-fake_mask"]["best"]["mean"])
+    for name in ("lambda-sensitivity.png", "lambda-sensitivity.pdf", "summary.md", "trials.csv"):
+        assert (out_dir / name).stat().st_size > 0, name
+
+
+def _embedded_ready() -> bool:
+    try:
+        spec_mod.parse({k: v for k, v in yaml.safe_load((REPO / "configs" / "tune-smoke.yaml").read_text()).items()
+                        if k != "tune"})
+        return True
+    except Exception:  # noqa: BLE001 - weights not trained yet, or solvers not importable
+        return False
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not _embedded_ready(), reason="embedded weights not available yet")
+def test_tune_smoke_on_the_embedded_world(tmp_path, own_ray):
+    """configs/tune-smoke.yaml through the CLI: 4 real DPS trials; best lambda == store argmax."""
+    store_dir, out_dir = tmp_path / "store", tmp_path / "out"
+    t0 = time.perf_counter()
+    assert cli.main(["tune", str(REPO / "configs" / "tune-smoke.yaml"), "--store", str(store_dir),
+                     "--out", str(out_dir), "--quiet"]) == 0
+    wall = time.perf_counter() - t0
+    doc, trials = assert_best_is_store_argmax(out_dir, store_dir, "tune-smoke")
+    assert len(trials) == 4
+    df = store.load(store_dir, run="tune-smoke")
+    assert set(df["sample_id"]) == {14, 30, 46, 62}  # tuning images only, never the report images 0-3
+    assert df[df["status"] == "ok"]["psnr"].between(5, 60).all()
+    entry = doc["best"]["dps-equi-box_inpainting"]
+    assert 0.001 <= entry["lam"] <= 1.0 and entry["baseline"] is not None
+    print(f"tune-smoke: {wall:.1f}s; best lam {entry['lam']:.4g}: psnr {entry['objective']:.2f} vs baseline {entry['baseline']:.2f}")
