@@ -920,52 +920,64 @@ def run_search(ts: TuneSpec, store_dir, out_dir, *, resume: bool = False, addres
     planned = sum(c.n_trials(ts.tune) * len(ts.tuning_ids) * (len(ts.variants) if c.searched else 1) for c in cells)
     store.register_run(store_dir, ts.run_id, ts.canonical(), planned, run_kind="tune",
                        n_configs=sum(c.n_trials(ts.tune) for c in cells), n_samples=len(ts.tuning_ids))
+    # baselines and other cells with nothing to search: one configuration each, evaluated without Tune
+    fixed = {c.slug: f"fixed.{c.slug}" for c in cells if not c.searched}
+    fixed_units = []
+    for cell in cells:
+        if cell.slug in fixed:
+            have = stored_trial_rows(store_dir, ts.run_id, fixed[cell.slug])
+            todo = [s for s in ts.tuning_ids if have.get(s, {}).get("status") not in ("ok", "diverged")]
+            fixed_units += trial_units(cell.template, todo, ts.sweep.batch_size, fixed[cell.slug]) if todo else []
+    searches = [(v, c) for v in ts.variants for c in cells if c.searched]
+    pending = [(v, c) for v, c in searches if not (tune_dir / experiment_name(v, c) / DONE_FILE).exists()]
+    experiments: dict[str, dict[str, list[dict]]] = {v: {} for v in ts.variants}
+    workers: list = []
+    if fixed_units or pending:
+        workers = _compute(ts, cells, fixed_units, searches, experiments, store_dir, tune_dir, resume, address,
+                           num_actors, quiet)
+    else:  # a finished search resumed: nothing to compute, no Ray; the summary is rebuilt from the store
+        for v, c in searches:
+            experiments[v][c.slug] = json.loads((tune_dir / experiment_name(v, c) / DONE_FILE).read_text())["trials"]
+        previous = out_dir / "summary.json"
+        workers = json.loads(previous.read_text()).get("workers", []) if previous.exists() else []
+        if not quiet:
+            print(f"[{ts.run_id}] nothing to compute: the search in {tune_dir} is finished", flush=True)
+    summary = analyse(ts, cells, store_dir, experiments, fixed, workers)
+    summary["wall_s"] = round(time.perf_counter() - t0, 2)
+    files = write_outputs(ts, cells, summary, out_dir)
+    return TuneResult(ts.run_id, out_dir, summary, files, summary["wall_s"])
+
+
+def _compute(ts: TuneSpec, cells: list[Cell], fixed_units: list, searches: list, experiments: dict, store_dir: Path,
+             tune_dir: Path, resume: bool, address: Optional[str], num_actors: Optional[int], quiet: bool) -> list[dict]:
+    """Start Ray and the worker pool, evaluate the fixed cells, run every (variant, cell) experiment
+    (finished ones are read from their done file); returns the workers' info (model loads)."""
     started_ray = _driver.ensure_ray(address)
     pool = None
-    experiments: dict[str, dict[str, list[dict]]] = {v: {} for v in ts.variants}
-    fixed: dict[str, str] = {}
     try:
         n = num_actors or ts.sweep.resources.num_actors or _driver.auto_actors(ts.sweep, 1 << 20)
         pool = WorkerPool.start(ts.sweep, n, ts.backend, name=f"tune-{ts.run_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         context = {"code_version": _driver.code_version(), "metrics": ts.row_metrics}
-        # baselines and other cells with nothing to search: one configuration each, no Tune
-        units = []
-        for cell in cells:
-            if cell.searched:
-                continue
-            key = fixed[cell.slug] = f"fixed.{cell.slug}"
-            have = stored_trial_rows(store_dir, ts.run_id, key)
-            todo = [s for s in ts.tuning_ids if have.get(s, {}).get("status") not in ("ok", "diverged")]
-            if todo:
-                units.append((trial_units(cell.template, todo, ts.sweep.batch_size, key), key))
-        refs = [(u, key, pool.dispatcher.run_unit.remote(u, {**context, "run_id": ts.run_id, "run_kind": "tune",
-                                                              "trial_id": key, "save_images": False}))
-                for us, key in units for u in us]
-        for u, _key, ref in refs:
+        refs = [(u, pool.dispatcher.run_unit.remote(u, {**context, "run_id": ts.run_id, "run_kind": "tune",
+                                                         "trial_id": u.unit_id.rsplit(".", 1)[0], "save_images": False}))
+                for u in fixed_units]
+        for u, ref in refs:
             store.write_unit(store_dir, ts.run_id, u.unit_id, ray.get(ref)["rows"])
         if refs and not quiet:
-            print(f"[{ts.run_id}] evaluated {len(fixed)} fixed cell(s) on {len(ts.tuning_ids)} tuning images", flush=True)
-        # the searches, one Tune experiment per (variant, cell)
+            print(f"[{ts.run_id}] evaluated the fixed cells on {len(ts.tuning_ids)} tuning images", flush=True)
         max_concurrent = ts.tune.max_concurrent or len(pool.workers)
         with _env(TUNE_GLOBAL_CHECKPOINT_S=CHECKPOINT_PERIOD_S, RAY_AIR_NEW_OUTPUT="0"):
-            for variant in ts.variants:
-                for cell in cells:
-                    if not cell.searched:
-                        continue
-                    job = TrialJob(ts.run_id, str(store_dir), variant, cell, ts.chunks, ts.sweep.batch_size,
-                                   ts.metric, ts.mode, pool.name, context)
-                    experiments[variant][cell.slug] = run_experiment(ts, cell, variant, job, tune_dir, resume,
-                                                                     max_concurrent, quiet)
-        workers = ray.get(pool.dispatcher.info.remote())
+            for variant, cell in searches:
+                job = TrialJob(ts.run_id, str(store_dir), variant, cell, ts.chunks, ts.sweep.batch_size,
+                               ts.metric, ts.mode, pool.name, context)
+                experiments[variant][cell.slug] = run_experiment(ts, cell, variant, job, tune_dir, resume,
+                                                                 max_concurrent, quiet)
+        return ray.get(pool.dispatcher.info.remote())
     finally:
         if pool is not None:
             pool.close()
         if started_ray:
             ray.shutdown()
-    summary = analyse(ts, cells, store_dir, experiments, fixed, workers)
-    summary["wall_s"] = round(time.perf_counter() - t0, 2)
-    files = write_outputs(ts, cells, summary, out_dir)
-    return TuneResult(ts.run_id, out_dir, summary, files, summary["wall_s"])
 
 
 # -------------------------------------------------------------------------------- analysis
@@ -1239,17 +1251,8 @@ def plot_sensitivity(ts: TuneSpec, cells: list[Cell], summary: dict, out_dir: Pa
     return png, pdf
 
 
-# ---------------------------------------------------------------------- querying a search
-def search_trials(tune_dir: Union[str, Path]) -> dict[str, list[dict]]:
-    """``{experiment name: trial records}`` of the finished experiments under ``OUT/tune``."""
-    out = {}
-    for done in sorted(Path(tune_dir).glob(f"*/{DONE_FILE}")):
-        out[done.parent.name] = json.loads(done.read_text())["trials"]
-    return out
-
-
 __all__ = [
     "TuneSection", "TuneSpec", "ParamSpec", "Cell", "Dispatcher", "WorkerPool", "TuneResult", "load", "check",
     "make_cells", "run_search", "run_trial", "analyse", "best_config_document", "sweep_fragment",
-    "plot_sensitivity", "search_trials", "stored_trial_rows", "OBJECTIVE_METRICS", "PENALTY",
+    "plot_sensitivity", "stored_trial_rows", "OBJECTIVE_METRICS", "PENALTY",
 ]
