@@ -21,8 +21,9 @@ per-actor default, so 2 actors use the machine's 2 cores):
 
 Sides alternate (bare, 1 actor, 2 actors, rotated), ``reps`` times; each efficiency is the median of
 the per-repetition ratios. Where the time goes outside the solver is decomposed from the store:
-each row records its unit's wall time inside the actor (``wall_s`` x rows), so ``wall - sum(unit
-time) / actors`` is the actors' start-up, model loading and driver overhead. A one-row sweep run
+each row records its unit's wall time inside the actor (``wall_s`` x rows), so with 1 actor ``wall -
+sum(unit time)`` is the actor's start-up, Ray scheduling, driver and store overhead (model loading
+happens inside the first unit). A one-row sweep run
 alongside splits the 1-actor wall time into a fixed cost per sweep and a marginal efficiency, which
 says how long a sweep must be for the 90 % target (``_fixed_cost_model``).
 """

@@ -82,10 +82,19 @@ def ensure_ray(address: str | None = None) -> bool:
     kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=False, runtime_env=env)
     if address:
         ray.init(address=address, **kwargs)
-    else:
-        # address='local' always starts a fresh local Ray, never attaching to another process's
-        # cluster (ray.init() alone may connect to the latest one found under /tmp/ray)
-        ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
+        return True
+    # address='local' always starts a fresh local Ray, never attaching to another process's
+    # cluster (ray.init() alone may connect to the latest one found under /tmp/ray). On an
+    # overloaded machine the raylet can miss Ray's start-up deadline: retry once before failing.
+    for attempt in (1, 2):
+        try:
+            ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
+            return True
+        except Exception:  # noqa: BLE001 - Ray raises several types for a start-up timeout
+            if attempt == 2:
+                raise
+            ray.shutdown()
+            time.sleep(2.0)
     return True
 
 

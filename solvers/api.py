@@ -18,6 +18,8 @@ generator seed (``rng.row_seed(seed, tag)``), so a row's result is the same alon
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -115,7 +117,9 @@ class SolverInfo:
     ``RegularizerSpec.schedule`` is ``None`` (the paper's choice for that solver).
     ``row_params``: per-row hyperparameters it reads with ``ctx.param``; each must be given in
     ``batch.params`` or as a non-None option. ``validate(prior, batch, num_steps, options)``:
-    optional extra checks run before compute.
+    optional extra checks run before compute. ``step_param``: the per-row hyperparameter that a
+    sweep's generic ``step_size`` sets (DPS's zeta, PSLD's omega, ReSample's DPS-step scale, DAPS's
+    Langevin lr), so one spec field sweeps every solver's guidance strength.
     """
 
     name: str
@@ -127,20 +131,23 @@ class SolverInfo:
     row_params: tuple = ()
     validate: Callable | None = None
     doc: str = ""
+    step_param: str = "step_size"
 
 
 SOLVERS: dict[str, SolverInfo] = {}
 
 
 def register_solver(name: str, *, space: str, needs_transpose: bool = False, defaults: dict | None = None,
-                    reg_schedule: str = "cutoff", row_params: Sequence[str] = (), validate: Callable | None = None):
+                    reg_schedule: str = "cutoff", row_params: Sequence[str] = (), validate: Callable | None = None,
+                    step_param: str = "step_size"):
     """Decorator registering ``fn(ctx) -> x_image`` as solver ``name`` (see ``SolverInfo``)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
 
     def deco(fn):
         SOLVERS[name] = SolverInfo(name, fn, space, bool(needs_transpose), dict(defaults or {}),
-                                   reg_schedule, tuple(row_params), validate, (fn.__doc__ or "").strip())
+                                   reg_schedule, tuple(row_params), validate, (fn.__doc__ or "").strip(),
+                                   step_param)
         return fn
 
     return deco
@@ -321,6 +328,16 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse.clamp_min(1e-20))
 
 
+def _map_step_size(info: SolverInfo, batch: RowBatch) -> RowBatch:
+    """Route the generic per-row ``step_size`` to the solver's own knob (``info.step_param``)."""
+    p = batch.params
+    if info.step_param == "step_size" or "step_size" not in p or info.step_param in p:
+        return batch
+    params = {k: v for k, v in p.items() if k != "step_size"}
+    params[info.step_param] = p["step_size"]
+    return dataclasses.replace(batch, params=params)
+
+
 def _run_once(info: SolverInfo, prior: Prior, batch: RowBatch, num_steps: int, reg_spec, opts: dict,
               generators: list) -> SolveOutput:
     from solvers import equireg
@@ -359,6 +376,7 @@ def solve(name: str, prior: Prior, batch: RowBatch, num_steps: int, regularizer:
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; allowed: {sorted(SOLVERS)}")
     info = SOLVERS[name]
+    batch = _map_step_size(info, batch)
     opts, restarts, select = _resolve_options(info, options)
     _validate(info, prior, batch, num_steps, regularizer, opts, select, restarts)
 

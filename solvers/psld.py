@@ -62,7 +62,7 @@ def gluing(ctx, x0: torch.Tensor, z0: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @register_solver("psld", space="latent", needs_transpose=True, defaults=DEFAULTS, reg_schedule="cutoff",
-                 row_params=("omega", "gamma"), validate=_validate)
+                 row_params=("omega", "gamma"), validate=_validate, step_param="omega")
 def psld(ctx):
     """PSLD on a latent prior; per-row ``omega``, ``gamma``; EquiReg on ``z0`` in the same loss."""
     reg = ctx.regularizer

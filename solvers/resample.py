@@ -132,7 +132,8 @@ def optimize_rows(init: torch.Tensor, objective, *, lr: float, iters: int, stop_
     return v.detach()
 
 
-@register_solver("resample", space="latent", defaults=DEFAULTS, reg_schedule="cutoff", validate=_validate)
+@register_solver("resample", space="latent", defaults=DEFAULTS, reg_schedule="cutoff", validate=_validate,
+                 row_params=("dps_scale",), step_param="dps_scale")
 def resample(ctx):
     """ReSample on a latent prior; EquiReg in the latent-space optimization only."""
     prior, op, o = ctx.prior, ctx.operator, ctx.options
@@ -163,8 +164,10 @@ def resample(ctx):
         z0 = step.x0 if o["tweedie"] == "correct" else _z0(prior, step.x_t, step.t, step.eps, "official")
         return ctx.residual(prior.decode(z0))
 
+    scale_rows = ctx.param("dps_scale")  # per row: a sweep's step_size lands here
+
     def dps_scale(step):
-        return o["dps_scale"] * step.abar_t
+        return scale_rows * step.abar_t
 
     def hard_consistency(step, z_prev):
         k = N - 1 - step.i

@@ -50,11 +50,19 @@ pytestmark = [pytest.mark.faults, pytest.mark.ray]
 FAKE = "tests.orchestrator_fakes"
 REPO = Path(__file__).resolve().parents[1]
 BAD_SPECS = sorted((REPO / "tests" / "bad_specs").glob("*.yaml"))
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-       "CI": "1", "PYTHONUNBUFFERED": "1"}
-ENV.pop("RAY_ADDRESS", None)
+PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 RAY_KW = dict(include_dashboard=False, configure_logging=False, log_to_driver=False,
-              runtime_env={"env_vars": {"PYTHONPATH": ENV["PYTHONPATH"]}})
+              runtime_env={"env_vars": {"PYTHONPATH": PYTHONPATH}})
+
+
+def child_env() -> dict:
+    """Environment for CLI subprocesses, built at call time: ``ray.init`` sets ``RAY_AUTH_MODE=token``
+    in this process, and a driver joining its cluster with ``--address`` needs it too."""
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "CI": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
 #: Safety net for every in-process sweep: fail (instead of hanging) after this long without a stored unit.
 STALL_S = 120.0
 
@@ -118,12 +126,11 @@ def raw_rows(store_dir, run_id) -> tuple[pd.DataFrame, list[str]]:
     return df, corrupt
 
 
-def assert_grid_exact(store_dir, spec, *, diverged: set = frozenset(), once: bool = True) -> pd.DataFrame:
-    """The invariant: rows with status ok are exactly the grid minus ``diverged``, none stored twice.
-
-    ``diverged`` keys must be stored with status diverged. ``once``: additionally, no key of any
-    status is stored twice (a failed row re-run under the same unit id replaced its file).
-    Checked on the raw files, then cross-checked through ``store.load`` and duckdb.
+def assert_grid_exact(store_dir, spec, *, diverged: set = frozenset()) -> pd.DataFrame:
+    """The invariant: rows with status ok are exactly the grid minus ``diverged`` (which must be
+    stored diverged), and no (config_id, sample_id) is stored twice, whatever its status (a failed
+    row re-run ok replaced its unit's file). Checked on the raw files, then cross-checked through
+    ``store.load``, duckdb and ``store.completed_keys``.
     """
     raw, corrupt = raw_rows(store_dir, spec.name)
     assert not corrupt, f"unreadable files left in the store: {corrupt}"
@@ -140,9 +147,8 @@ def assert_grid_exact(store_dir, spec, *, diverged: set = frozenset(), once: boo
         f"ok rows != grid: missing {len(expected - set(diverged) - set(ok))}, unexpected {len(set(ok) - expected)}")
     got_div = {k for k, s in zip(keys, status) if s == "diverged"}
     assert got_div == set(diverged), f"diverged rows: expected {len(diverged)}, got {len(got_div)}"
-    if once:
-        dup = sorted(k for k, n in Counter(keys).items() if n > 1)
-        assert not dup, f"{len(dup)} key(s) stored more than once (any status), e.g. {dup[:3]}"
+    dup = sorted(k for k, n in Counter(keys).items() if n > 1)
+    assert not dup, f"{len(dup)} key(s) stored more than once (any status), e.g. {dup[:3]}"
     # the store's own readers see the same rows (no file skipped, none invented)
     assert len(store.load(store_dir, run=spec.name, dedupe=False)) == len(raw)
     con = store.connect(store_dir, run=spec.name)
@@ -226,7 +232,7 @@ def cli(spec_file, store_dir, address) -> list[str]:
 def driver_process(cmd, log_path: Path):
     """A CLI driver in its own process group; SIGKILLed (group) on the way out if still running."""
     with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:
@@ -238,17 +244,53 @@ def driver_process(cmd, log_path: Path):
             proc.wait()
 
 
-def start_local_ray():
-    """``ray.init(num_cpus=2)`` (one retry: a loaded 2-core machine sometimes times a node out)."""
-    for attempt in (0, 1):
+def descendants(pid: int) -> list[int]:
+    """Pids of ``pid``'s descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            ray.init(num_cpus=2, **RAY_KW)
-            return
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def kill_new_ray_processes(before: set[int]) -> None:
+    """SIGKILL the Ray processes this test process started since ``before`` (a failed start's leftovers)."""
+    for pid in set(descendants(os.getpid())) - before:
+        try:
+            if b"ray" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def retry_start(start, cleanup, what: str, pause_s: float = 45.0):
+    """``start()``, retried once after ``pause_s`` when the loaded 2-core machine times a Ray node out
+    during startup (FIELD-NOTES; the timeout is Ray's and is left alone). A failed attempt's own
+    processes (descendants of this process that did not exist before it) are ended by pid."""
+    for attempt in (0, 1):
+        before = set(descendants(os.getpid()))
+        try:
+            return start()
         except Exception as exc:  # noqa: BLE001
+            cleanup()
+            kill_new_ray_processes(before)
             if attempt or "timed out" not in str(exc).lower():
                 raise
-            ray.shutdown()
-            time.sleep(30)
+            print(f"{what}: {exc}; retrying in {pause_s:.0f}s", file=sys.stderr)
+            time.sleep(pause_s)
+
+
+def start_local_ray():
+    """``ray.init(num_cpus=2)``, with ``retry_start``'s single retry."""
+    retry_start(lambda: ray.init(num_cpus=2, **RAY_KW), ray.shutdown, "ray.init")
 
 
 def start_pool(n: int = 2, num_cpus: float = 0.25) -> list:
@@ -415,7 +457,7 @@ def check_bad_spec_corpus(tmp: Path, paths=BAD_SPECS, min_cases: int = 32) -> No
     control.write_text("name: control\nprior: embedded\ndataset: {count: 2}\ntasks: [{operator: box_inpainting}]\n"
                        "solvers: [{name: dps, num_steps: [2]}]\nregularizers: [{kind: none}]\nmetrics: [psnr]\n")
     proc = subprocess.run([sys.executable, "-c", BAD_SPEC_PROBE, str(store_dir), str(control), *expected], cwd=REPO,
-                          env=ENV, capture_output=True, text=True, timeout=600)
+                          env=child_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     control_result, *results = json.loads(proc.stdout.strip().splitlines()[-1])
     if "missing weights" not in control_result["stderr"]:  # (a checkout without the embedded weights)
@@ -613,7 +655,7 @@ class TestLocalRay:
         assert 0 < done_before < total
         for f in logs.glob("*"):
             f.unlink()
-        out = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout + out.stderr
         assert f"{done_before} were already stored" in out.stdout, out.stdout
         assert logged_rows(logs) == total - done_before  # only the missing rows ran
@@ -631,7 +673,7 @@ class TestLocalRay:
                  for n in names}
         try:
             for n in names:
-                procs[n] = subprocess.Popen(cli(files[n], store_dir, local_ray), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                procs[n] = subprocess.Popen(cli(files[n], store_dir, local_ray), cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
             outs = {n: procs[n].communicate(timeout=300)[0] for n in names}
         finally:
@@ -665,7 +707,8 @@ def cluster():
 
     if ray.is_initialized():  # one Ray per process: the local session of the class above is over
         ray.shutdown()
-    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+    c = Cluster()
+    retry_start(lambda: c.add_node(num_cpus=0), c.shutdown, "cluster head")  # the first node is the head
     try:
         ray.init(address=c.address, **RAY_KW)
         yield c
@@ -678,10 +721,11 @@ def node_loss_sweep(cluster, tmp: Path, *, replace: bool, stall_s: float):
     """2 worker nodes with 1 CPU each, 2 driver-owned actors needing 1 CPU each (so exactly one per
     node); once both actors are solving (units in flight on both) node B is removed, and with
     ``replace`` a new 1-CPU node joins (what an autoscaler does)."""
-    a = cluster.add_node(num_cpus=1)
-    b = cluster.add_node(num_cpus=1)
+    nodes = []
+    for _ in range(2):
+        nodes.append(retry_start(lambda: cluster.add_node(num_cpus=1), lambda: None, "worker node"))
     cluster.wait_for_nodes()
-    nodes = [a]
+    b = nodes.pop()
     logs = tmp / "logs"
     logs.mkdir()
     spec = make_spec("nodeloss", count=6, batch_size=1, num_cpus=1, num_actors=2,
@@ -694,7 +738,7 @@ def node_loss_sweep(cluster, tmp: Path, *, replace: bool, stall_s: float):
             events["pids_before"] = logged_pids(logs)
             cluster.remove_node(b, allow_graceful=False)
             if replace:
-                nodes.append(cluster.add_node(num_cpus=1))
+                nodes.append(retry_start(lambda: cluster.add_node(num_cpus=1), lambda: None, "replacement node"))
 
     try:
         res = sweep(spec, tmp / "store", progress=Hook(spec.name, on_unit, stall_s=stall_s))

@@ -8,6 +8,7 @@ holds for the trials Tune itself lists (Tune's experiment state, not the search'
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,6 +109,46 @@ def test_cells_templates_and_sweep_fragment_reproduce_the_config():
 
 
 # ------------------------------------------------------------------------ searches end to end
+def process_tree(pid: int) -> list[int]:
+    """``pid``'s descendants (Ray's raylet, GCS, workers and trial actors of a driver we started)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def kill_tree(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGKILL a driver and every process it started, and wait until they are gone: Ray workers run
+    in their own process groups and would otherwise finish (and log) a unit after the kill."""
+    pids = process_tree(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def tune_trials(tune_dir: Path) -> dict[str, dict]:
     """``{trial key: {"config", "status"}}`` from Tune's own experiment state (not our summary)."""
     from ray.tune import ExperimentAnalysis
@@ -184,7 +225,7 @@ def test_cli_search_killed_then_resumed_continues_tune_and_computes_nothing_twic
                 break
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
         out = proc.communicate()[0].decode(errors="replace")
     assert complete_before, f"no trial completed before the deadline:\n{out[-3000:]}"
     assert not (out_dir / "best-config.yaml").exists(), "the search finished before it could be interrupted"

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
                    help="also draw figures into <out>/figures (no names: all of them)")
     p.add_argument("--figure-metrics", nargs="+", default=["psnr"], metavar="METRIC", help="per-image metrics the figures plot")
     p.add_argument("--sample-ids", nargs="+", type=int, default=None, metavar="ID", help="samples for the qualitative grid")
+    p.add_argument("--demo", action="store_true",
+                   help="print the comparison table and write OUT/demo.md with every figure (what `make demo` ends with)")
     p.set_defaults(func=run)
 
 
@@ -65,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         solvers=tuple(args.solver) if args.solver else None,
     )
     results, sets = report.load_store(args.store, args.run)
+    if args.demo:
+        print(report.print_comparison(results, sets))
+        print(report.write_demo_report(args.store, args.out, args.run))
+        return 0
     layouts = _expand(args.layout, report.LAYOUTS)
     paths = report.write_report(results, sets, args.out, layouts, _expand(args.format, report.FORMATS), options)
     for layout in layouts:
