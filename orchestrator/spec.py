@@ -45,7 +45,9 @@ class SpecError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a NaN/inf lambda, noise level, step size or resource can only diverge or
+    # hang after models load, so it is refused here, naming the field
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _allowed(values) -> str:
@@ -284,6 +286,16 @@ def _registry(be, name):
         raise SpecError([("<registry>", f"cannot check names: {exc}")]) from None
 
 
+def _solver_check_options(entry):
+    """The real solvers' option-value check for a registry entry, or None when the entry is a
+    test backend's stand-in (its options are the fake's own)."""
+    try:
+        from solvers.api import SOLVERS, check_options
+    except ImportError:
+        return None
+    return check_options if SOLVERS.get(getattr(entry, "name", None)) is entry else None
+
+
 def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
     """Problems with ``spec`` that need the registries or the filesystem (empty list: valid)."""
     be = _backend.resolve(backend)
@@ -364,6 +376,13 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
             unknown = sorted(set(sol.options) - set(defaults) - {"restarts", "select"})
             if unknown:
                 errors.append((f"solvers[{j}].options", f"unknown option(s) {unknown} for {sol.name!r}; {_allowed(sorted(defaults) + ['restarts', 'select'])}"))
+            else:
+                check_options = _solver_check_options(entry)
+                if check_options is not None:
+                    try:
+                        check_options(sol.name, dict(sol.options))
+                    except ValueError as exc:
+                        errors.append((f"solvers[{j}].options", str(exc)))
         if getattr(entry, "needs_transpose", False):
             for i, ht in has_transpose.items():
                 if not ht:

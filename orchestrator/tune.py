@@ -614,7 +614,7 @@ class WorkerPool:
     def start(cls, sweep: SweepSpec, n: int, backend: Optional[str], name: str) -> "WorkerPool":
         workers = _driver.start_actors(sweep, n, backend, name=name)
         dispatcher = Dispatcher.options(name=name, namespace=NAMESPACE).remote(workers)
-        ray.get([w.ping.remote() for w in workers])
+        ray.get(dispatcher.info.remote())  # every worker and the dispatcher up before a trial looks it up
         return cls(name, workers, dispatcher)
 
     def close(self) -> None:
@@ -680,6 +680,7 @@ def rows_status(rows: list[dict], metric: str) -> str:
 
 
 def penalty(mode: str) -> float:
+    """The objective a trial with a diverged/failed row reports: the worst finite value."""
     return -PENALTY if mode == "max" else PENALTY
 
 
@@ -738,7 +739,7 @@ def run_trial(config: dict, job: TrialJob) -> None:
 
 # ------------------------------------------------------------------------- the experiments
 class _ProgressCallback(tune.Callback):
-    """One line per reported chunk and per finished trial (Tune's own tables are silenced)."""
+    """One line per reported chunk and per trial error (Tune's own tables are silenced)."""
 
     def __init__(self, label: str, n_chunks: int, metric: str, quiet: bool):
         self.label, self.n_chunks, self.metric, self.quiet = label, n_chunks, metric, quiet
@@ -752,7 +753,7 @@ class _ProgressCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if not self.quiet:
-            print(f"[{self.label}] {trial.trial_id} raised; see {trial.local_path or trial.path}", flush=True)
+            print(f"[{self.label}] {trial.trial_id} raised; see {trial.path}", flush=True)
 
 
 def _fmt(v) -> str:

@@ -322,6 +322,21 @@ def _resolve_options(info: SolverInfo, options: dict | None) -> tuple[dict, int,
     return {**info.defaults, **options}, restarts, select
 
 
+def check_options(name: str, options: dict | None) -> None:
+    """Validate a solver's options (names and the generic ``restarts``/``select`` values) without
+    any data or model, so a sweep spec can fail before compute; raises ``ValueError``."""
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; allowed: {sorted(SOLVERS)}")
+    try:
+        _, restarts, select = _resolve_options(SOLVERS[name], options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if select not in SELECT_CHOICES:
+        raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
+
+
 def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per-row PSNR on [0, 1] images (inputs in [-1, 1]); only for the oracle selection."""
     mse = (((x.clamp(-1, 1) - ref) / 2) ** 2).reshape(x.shape[0], -1).mean(1)

@@ -3,7 +3,7 @@
 Same scenario code at a smaller size, one local Ray for the module (``ray.init(num_cpus=2)``, two
 0.25-CPU fake-backend actors): the bad-spec corpus (validated through the CLI where loading a model
 or starting Ray fails loudly), an actor killed at every 10th unit, a unit that raises then succeeds
-on rerun, NaN rows, truncated Parquet files, and the spec-validation gaps (strict xfails).
+on rerun, NaN rows, truncated Parquet files, and the spec-validation checks for non-finite numbers and option values.
 ``make test-faults`` runs everything, bigger. Not marked ``faults`` on purpose (the default suite deselects that marker).
 """
 from __future__ import annotations

@@ -260,6 +260,27 @@ def test_cli_search_killed_then_resumed_continues_tune_and_computes_nothing_twic
         assert (out_dir / name).stat().st_size > 0, name
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_optuna_and_grid_searchers_end_to_end(tmp_path, own_ray):
+    """Optuna TPE (3 trials) and a 3-point grid over lambda, in one Ray session, on the fake world."""
+    from orchestrator import driver
+
+    driver.ensure_ray()  # both searches reuse it: run_search only shuts down a Ray it started
+    grid_spec = fake_spec(searcher="grid", num_samples=None, chunk_size=4,
+                          space={"lam": {"loguniform": [0.01, 1.0], "points": 3}})
+    grid_spec["name"] = "tgrid"
+    runs = {"tgrid": grid_spec, "topt": {**fake_spec(searcher="optuna", num_samples=3, startup_trials=2), "name": "topt"}}
+    for name, spec in runs.items():
+        res = T.run_search(T.load(spec, backend=FAKE), tmp_path / "store", tmp_path / name, quiet=True)
+        trials = tune_trials(tmp_path / name / "tune")
+        assert len(trials) == 3 and all(t["status"] == "TERMINATED" for t in trials.values())
+        assert res.summary["variants"]["none"]["evaluations"] == 12
+        assert_best_is_store_argmax(tmp_path / name, tmp_path / "store", name)
+        if name == "tgrid":
+            assert sorted(t["config"]["lam"] for t in trials.values()) == pytest.approx([0.01, 0.1, 1.0])
+
+
 def _embedded_ready() -> bool:
     try:
         spec_mod.parse({k: v for k, v in yaml.safe_load((REPO / "configs" / "tune-smoke.yaml").read_text()).items()
