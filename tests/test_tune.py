@@ -258,6 +258,12 @@ def test_cli_search_killed_then_resumed_continues_tune_and_computes_nothing_twic
     assert best["baseline"] == pytest.approx(summary["variants"]["asha"]["cells"]["fake-none-fake_mask"]["best"]["mean"])
     for name in ("lambda-sensitivity.png", "lambda-sensitivity.pdf", "summary.md", "trials.csv"):
         assert (out_dir / name).stat().st_size > 0, name
+    # resuming a finished search computes nothing and rebuilds the same best configuration
+    best_yaml = (out_dir / "best-config.yaml").read_text()
+    assert cli.main(args + ["--resume"]) == 0
+    assert (out_dir / "best-config.yaml").read_text() == best_yaml
+    assert len(store.load(store_dir, run="tk", dedupe=False)) == len(raw)
+    assert not any(logs.iterdir()) or sum(int(n) for f in logs.iterdir() for n in f.read_text().split()) == solved_after
 
 
 @pytest.mark.ray
