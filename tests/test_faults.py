@@ -17,6 +17,10 @@ Ray is started once per test class (``ray.init(num_cpus=2)``, actors with fracti
 cluster class starts its own cluster after the local session is shut down. CLI drivers connect
 to the class's Ray with ``--address`` instead of starting their own (a Ray start costs seconds on
 2 cores). ``tests/test_faults_fast.py`` runs a small subset of these scenarios in the default suite.
+
+Two strict xfails record orchestrator bugs the harness found (a rerun of a finished sweep re-runs and
+re-stores its diverged rows; a node lost with no spare capacity hangs the driver): each turns into
+a failure once fixed, as a reminder to drop its marker.
 """
 from __future__ import annotations
 
@@ -154,7 +158,8 @@ def assert_grid_exact(store_dir, spec, *, diverged: set = frozenset()) -> pd.Dat
     con = store.connect(store_dir, run=spec.name)
     assert con.execute("SELECT count(*) FROM results_all").fetchone()[0] == len(raw)
     assert con.execute("SELECT count(*) FROM results WHERE status = 'ok'").fetchone()[0] == len(expected - set(diverged))
-    assert store.completed_keys(store_dir, spec.name) == expected - set(diverged)
+    done = store.completed_keys(store_dir, spec.name)  # what resume skips: every ok row (diverged ones may count too)
+    assert expected - set(diverged) <= done <= expected
     return raw
 
 
@@ -289,8 +294,9 @@ def retry_start(start, cleanup, what: str, pause_s: float = 45.0):
 
 
 def start_local_ray():
-    """``ray.init(num_cpus=2)``, with ``retry_start``'s single retry."""
-    retry_start(lambda: ray.init(num_cpus=2, **RAY_KW), ray.shutdown, "ray.init")
+    """``ray.init(num_cpus=2)`` of a fresh local Ray (``address="local"``: never another process's
+    cluster found under /tmp/ray), with ``retry_start``'s single retry."""
+    retry_start(lambda: ray.init(address="local", num_cpus=2, **RAY_KW), ray.shutdown, "ray.init")
 
 
 def start_pool(n: int = 2, num_cpus: float = 0.25) -> list:
@@ -600,7 +606,7 @@ class TestLocalRay:
     def test_nan_rows_diverged_others_ok(self, tmp_path, pool):
         scenario_nan_rows(tmp_path / "store", pool)
 
-    @pytest.mark.xfail(strict=True, reason=(
+    @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
         "BUG: resume skips only status 'ok' (store.completed_keys), so a finished sweep with diverged rows "
         "is never finished: every rerun recomputes the diverged rows under new unit ids and stores them again"))
     def test_rerun_of_finished_sweep_with_diverged_rows_computes_nothing(self, tmp_path, pool):

@@ -3,8 +3,9 @@
 Same scenario code at a smaller size, one local Ray for the module (``ray.init(num_cpus=2)``, two
 0.25-CPU fake-backend actors): the bad-spec corpus (validated through the CLI where loading a model
 or starting Ray fails loudly), an actor killed at every 10th unit, a unit that raises then succeeds
-on rerun, NaN rows, truncated Parquet files, and the spec-validation checks for non-finite numbers and option values.
-``make test-faults`` runs everything, bigger. Not marked ``faults`` on purpose (the default suite deselects that marker).
+on rerun, NaN rows, truncated Parquet files, and the spec checks for non-finite numbers and option
+values. ``make test-faults`` runs everything, bigger. Not marked ``faults`` on purpose (the default
+suite deselects that marker).
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from tests.test_faults import (  # noqa: E402
     check_bad_spec_corpus, scenario_actor_kills, scenario_nan_rows, scenario_solver_raises_then_rerun,
     scenario_truncated_parquet, start_local_ray, start_pool,
 )
-# the spec-validation gaps (strict xfails, no Ray, milliseconds) run here too, without the faults marker
-from tests.test_faults import test_bad_option_values_rejected_before_models, test_non_finite_numbers_rejected  # noqa: E402,F401
+# the spec checks for non-finite numbers and option values (no Ray, milliseconds) are collected here
+# too, without the faults marker
+from tests.test_faults import (  # noqa: E402,F401
+    test_bad_option_values_rejected_before_models, test_non_finite_numbers_rejected,
+)
 
 pytestmark = pytest.mark.ray
 
