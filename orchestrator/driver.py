@@ -184,7 +184,7 @@ def _set_row(spec: SweepSpec, cfg: _grid.Config, n: int, got: dict, context: dic
 def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_actors: int | None = None,
               backend: str | None = None, progress: Progress | None = None, quiet: bool = False,
               inflight_per_actor: int = 2, max_attempts: int = 3, stop_after_units: int | None = None,
-              context: dict | None = None, actors: list | None = None) -> SweepResult:
+              context: dict | None = None, actors: list | None = None, actor_wait_s: float = 600.0) -> SweepResult:
     """Run (or resume) ``spec`` into ``store_dir``; see the module docstring.
 
     ``stop_after_units`` stops the driver after storing that many units, as if it had been killed
@@ -239,40 +239,57 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
     queue = list(units)
     inflight: dict = {}  # ObjectRef -> (kind, payload, actor index)
     load = [0] * n_actors
+    down: dict[int, float] = {}  # actor index -> since when its calls fail (node lost, process killed)
 
     def submit_units():
         while queue:
-            free = [i for i in range(n_actors) if load[i] < inflight_per_actor]
+            free = [i for i in range(n_actors) if i not in down and load[i] < inflight_per_actor]
             if not free:
                 return
             i = min(free, key=lambda k: load[k])
             unit = queue.pop(0)
             sweep.attempts[unit.unit_id] += 1
-            inflight[actors[i].run_unit.remote(unit, context)] = ("unit", unit, i)
+            # the driver, not Ray, retries unit calls: a dead actor's refs fail fast and move elsewhere
+            inflight[actors[i].run_unit.options(max_task_retries=0).remote(unit, context)] = ("unit", unit, i)
             load[i] += 1
+
+    def mark_down(i):
+        if i not in down:
+            down[i] = time.monotonic()
+            inflight[actors[i].ping.remote()] = ("ping", None, i)  # returns when Ray has restarted it
 
     def submit_sets(cid):
         xh, xt = _config_images(store_dir, run_id, cid)
         if xh is None:
             return
-        i = min(range(n_actors), key=lambda k: load[k])
-        inflight[actors[i].set_metrics.remote(xh, xt, want_sets)] = ("sets", (cid, len(xh)), i)
+        i = min((k for k in range(n_actors) if k not in down), key=lambda k: load[k], default=0)
+        inflight[actors[i].set_metrics.options(max_task_retries=0).remote(xh, xt, want_sets)] = ("sets", (cid, len(xh)), i)
         load[i] += 1
 
     try:
         for cid in sets_todo:
             submit_sets(cid)
         submit_units()
-        while inflight:
+        while queue or any(k != "ping" for k, _, _ in inflight.values()):
+            if len(down) == n_actors and time.monotonic() - max(down.values()) > actor_wait_s:
+                raise RuntimeError(f"[{run_id}] no live actor for {actor_wait_s:.0f}s (cluster lost its capacity); "
+                                   f"{len(queue)} unit(s) not run; rerun to resume")
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             progress.tick()
             for ref in ready:
                 kind, payload, i = inflight.pop(ref)
+                if kind == "ping":
+                    down.pop(i, None)
+                    continue
                 load[i] -= 1
                 if kind == "sets":
                     cid, n = payload
                     try:
                         got = ray.get(ref)
+                    except ray.exceptions.RayActorError:
+                        mark_down(i)
+                        submit_sets(cid)
+                        continue
                     except Exception as exc:  # noqa: BLE001
                         got = {"error": f"{type(exc).__name__}: {exc}"}
                     store.write_sets(store_dir, run_id, cid, [_set_row(spec, by_id[cid], n, got, context, n == len(samples))])
@@ -281,6 +298,11 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
                 unit = payload
                 try:
                     res = ray.get(ref)
+                except ray.exceptions.RayActorError:  # the actor died (node lost, killed): not the unit's fault
+                    sweep.attempts[unit.unit_id] -= 1
+                    queue.insert(0, unit)
+                    mark_down(i)
+                    continue
                 except Exception as exc:  # noqa: BLE001 - the worker raised outside the solver
                     if sweep.attempts[unit.unit_id] < max_attempts:
                         result.retries += 1

@@ -18,9 +18,10 @@ cluster class starts its own cluster after the local session is shut down. CLI d
 to the class's Ray with ``--address`` instead of starting their own (a Ray start costs seconds on
 2 cores). ``tests/test_faults_fast.py`` runs a small subset of these scenarios in the default suite.
 
-Two strict xfails record orchestrator bugs the harness found (a rerun of a finished sweep re-runs and
-re-stores its diverged rows; a node lost with no spare capacity hangs the driver): each turns into
-a failure once fixed, as a reminder to drop its marker.
+One strict xfail records an orchestrator behaviour the harness found (a rerun of a finished sweep
+re-runs and re-stores its diverged rows); it turns into a failure once fixed, as a reminder to drop
+its marker. The node-loss hang it also found (a node lost with no spare capacity) is fixed in the
+driver: lost actors' units are re-queued to the survivors.
 """
 from __future__ import annotations
 
@@ -763,10 +764,6 @@ class TestNodeLoss:
         assert len(events["pids_before"]) == 2, "both actors were solving when the node was lost"
         assert_grid_exact(tmp_path / "store", spec)
 
-    @pytest.mark.xfail(strict=True, raises=SweepStalled, reason=(
-        "BUG (driver.py submit_units/ray.wait loop): units in flight on an actor whose node is gone wait forever "
-        "for that actor's restart; with no spare capacity it never restarts and the surviving actor sits idle. "
-        "See the fault-harness report for the proposed change."))
     def test_node_lost_without_spare_capacity_survivors_finish(self, tmp_path, cluster):
         spec, res, events, logs = node_loss_sweep(cluster, tmp_path, replace=False, stall_s=20)
         assert (res.rows_ok, res.rows_failed) == (18, 0)
