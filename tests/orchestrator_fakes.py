@@ -164,3 +164,23 @@ def solve(name, prior, batch, num_steps, regularizer=None, options=None):
         status = ["diverged" if b else "ok" for b in bad.tolist()]
     res = batch.operator.residual(torch.nan_to_num(x), batch.y)
     return SimpleNamespace(x=x, status=status, extras={"y_residual": res}, meta={})
+
+
+def descendants(pid: int) -> list[int]:
+    """Pids of ``pid``'s descendants, read from /proc (empty where /proc is absent): the Ray
+    processes a driver subprocess started, so a test can kill exactly those."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out

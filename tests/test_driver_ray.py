@@ -6,6 +6,8 @@ when they and the embedded weights are importable.
 """
 from __future__ import annotations
 
+from tests.orchestrator_fakes import descendants as _descendants_from_fakes
+
 import os
 import signal
 import subprocess
@@ -154,21 +156,7 @@ def test_corrupt_file_rows_are_rerun(tmp_path, pool):
     assert_exact(tmp_path, spec)
 
 
-def _descendants(pid: int) -> list[int]:
-    """Pids of ``pid``'s descendants (from /proc; empty where /proc is absent)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+_descendants = _descendants_from_fakes  # the shared /proc walker (tests/orchestrator_fakes.py)
 
 
 @pytest.mark.slow

@@ -25,6 +25,8 @@ driver: lost actors' units are re-queued to the survivors.
 """
 from __future__ import annotations
 
+from tests.orchestrator_fakes import descendants as _descendants_from_fakes
+
 import json
 import os
 import random
@@ -250,21 +252,7 @@ def driver_process(cmd, log_path: Path):
             proc.wait()
 
 
-def descendants(pid: int) -> list[int]:
-    """Pids of ``pid``'s descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+descendants = _descendants_from_fakes  # the shared /proc walker (tests/orchestrator_fakes.py)
 
 
 def kill_new_ray_processes(before: set[int]) -> None:

@@ -8,6 +8,8 @@ holds for the trials Tune itself lists (Tune's experiment state, not the search'
 """
 from __future__ import annotations
 
+from tests.orchestrator_fakes import descendants as _descendants_from_fakes
+
 import contextlib
 import json
 import os
@@ -109,22 +111,7 @@ def test_cells_templates_and_sweep_fragment_reproduce_the_config():
 
 
 # ------------------------------------------------------------------------ searches end to end
-def process_tree(pid: int) -> list[int]:
-    """``pid``'s descendants (Ray's raylet, GCS, workers and trial actors of a driver we started)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+process_tree = _descendants_from_fakes  # the shared /proc walker (tests/orchestrator_fakes.py)
 
 
 def kill_tree(proc: subprocess.Popen, timeout: float = 60) -> None:
