@@ -50,6 +50,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def check_sample_ids(ids) -> None:
+    """A list of sample ids must be non-empty, unique and non-negative (sweep and tune subsets)."""
+    if not ids:
+        raise ValueError("ids is empty")
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids has duplicates")
+    if min(ids) < 0:
+        raise ValueError("ids must be >= 0")
+
+
 def _allowed(values) -> str:
     return "allowed: " + ", ".join(repr(v) for v in values)
 
@@ -101,12 +111,7 @@ class DatasetSpec(_Model):
         if self.count is not None and self.ids is not None:
             raise ValueError("give count or ids, not both")
         if self.ids is not None:
-            if not self.ids:
-                raise ValueError("ids is empty")
-            if len(set(self.ids)) != len(self.ids):
-                raise ValueError("ids has duplicates")
-            if min(self.ids) < 0:
-                raise ValueError("ids must be >= 0")
+            check_sample_ids(self.ids)
         return self
 
 

@@ -221,12 +221,7 @@ class ImagesSpec(_Model):
         if (self.ids is None) == (self.count is None):
             raise ValueError("give ids or count (with an optional offset), not both and not neither")
         if self.ids is not None:
-            if not self.ids:
-                raise ValueError("ids is empty")
-            if len(set(self.ids)) != len(self.ids):
-                raise ValueError("ids has duplicates")
-            if min(self.ids) < 0:
-                raise ValueError("ids must be >= 0")
+            spec_mod.check_sample_ids(self.ids)
             if self.offset:
                 raise ValueError("offset applies to count, not to ids")
         return self
