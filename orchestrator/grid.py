@@ -112,7 +112,7 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
         # the dataset's size-appropriate operator defaults, overridden by the task's own params;
         # resolved here so the stored config (and its id) says exactly what ran
         op_params = {**_data.info(spec.dataset.name).operator_defaults(task.operator), **task.params}
-        for sigma, steps, size, lam, seed in itertools.product(task.sigma_y, sol.num_steps, sol.step_sizes, lambdas, spec.seeds):
+        for sigma, steps, size, lam, seed in itertools.product(task.sigma_y, sol.num_steps, sol.step_sizes_for(task.label), lambdas, spec.seeds):
             cfg = Config(
                 prior_space=space, prior=prior_ref, mpe_prior=mpe_prior,
                 dataset=spec.dataset.name, split=spec.dataset.split,

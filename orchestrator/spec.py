@@ -142,12 +142,34 @@ class SolverSpec(_Model):
     name: str
     num_steps: list[int] = Field(min_length=1)
     step_sizes: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    #: per-task step sizes (task label -> values) replacing ``step_sizes`` for that task: the papers
+    #: tune the guidance step per task (EquiReg Table 8), so one sweep can carry every task's value
+    task_step_sizes: dict[str, list[float]] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("num_steps", "step_sizes", mode="before")
     @classmethod
     def _listify(cls, v):
         return [v] if isinstance(v, (int, float)) else v
+
+    @field_validator("task_step_sizes", mode="before")
+    @classmethod
+    def _listify_tasks(cls, v):
+        return {k: ([x] if isinstance(x, (int, float)) else x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    @field_validator("task_step_sizes")
+    @classmethod
+    def _task_sizes(cls, v):
+        for task, sizes in v.items():
+            if not sizes:
+                raise ValueError(f"task_step_sizes[{task!r}] is empty")
+            if any(x <= 0 for x in sizes):
+                raise ValueError(f"step sizes must be > 0, got {sizes} for task {task!r}")
+        return v
+
+    def step_sizes_for(self, task_label: str) -> list[float]:
+        """The step sizes this solver runs on task ``task_label``."""
+        return self.task_step_sizes.get(task_label, self.step_sizes)
 
     @field_validator("num_steps")
     @classmethod
@@ -366,7 +388,11 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
         except (ValueError, TypeError) as exc:
             errors.append((f"tasks[{i}].params", str(exc)))
     # solvers: names, space, transpose
+    labels = [t.label for t in spec.tasks]
     for j, sol in enumerate(spec.solvers):
+        unknown_tasks = sorted(set(sol.task_step_sizes) - set(labels))
+        if unknown_tasks:
+            errors.append((f"solvers[{j}].task_step_sizes", f"unknown task(s) {unknown_tasks}; {_allowed(labels)}"))
         if sol.name not in solvers:
             errors.append((f"solvers[{j}].name", f"unknown solver {sol.name!r}; {_allowed(sorted(solvers))}"))
             continue

@@ -85,7 +85,9 @@ TRIAL_CPUS = 0.01
 #: driver killed early can still be resumed (the state is a small JSON file).
 CHECKPOINT_PERIOD_S = "2"
 DONE_FILE = "equibench-done.json"
-SPACE_KEYS = ("lam", "step_size", "num_steps")
+#: ``step_scale`` multiplies each solver's own step size (``solvers[].step_sizes``), so one search
+#: space serves solvers whose step sizes differ by orders of magnitude (DPS zeta ~1, DAPS lr ~1e-4).
+SPACE_KEYS = ("lam", "step_size", "step_scale", "num_steps")
 _OPTION_KEY = re.compile(r"^options\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -426,8 +428,10 @@ def check(sweep: SweepSpec, t: TuneSection, backend: Optional[str] = None) -> li
         m = _OPTION_KEY.match(key)
         if key == "lam" and lo < 0:
             errors.append((where, f"lambda must be >= 0, got {lo}"))
-        elif key == "step_size" and lo <= 0:
+        elif key in ("step_size", "step_scale") and lo <= 0:
             errors.append((where, f"step sizes must be > 0, got {lo}"))
+        elif key == "step_scale" and "step_size" in t.space:
+            errors.append((where, "search step_size or step_scale, not both"))
         elif key == "num_steps":
             if lo < 1:
                 errors.append((where, f"step counts must be >= 1, got {lo}"))
@@ -457,8 +461,9 @@ def check(sweep: SweepSpec, t: TuneSection, backend: Optional[str] = None) -> li
         sol = sweep.solvers[j]
         if "num_steps" not in t.space and len(sol.num_steps) > 1:
             errors.append((f"solvers[{j}].num_steps", f"{sol.num_steps}: give one value or search tune.space.num_steps"))
-        if "step_size" not in t.space and len(sol.step_sizes) > 1:
-            errors.append((f"solvers[{j}].step_sizes", f"{sol.step_sizes}: give one value or search tune.space.step_size"))
+        if "step_size" not in t.space and any(len(sol.step_sizes_for(task.label)) > 1 for task in sweep.tasks):
+            errors.append((f"solvers[{j}].step_sizes", f"{sol.step_sizes}: give one value or search tune.space.step_size"
+                           + (" (step_scale multiplies that one value)" if "step_scale" in t.space else "")))
     for i, task in enumerate(sweep.tasks):
         if len(task.sigma_y) > 1:
             errors.append((f"tasks[{i}].sigma_y", f"{task.sigma_y}: a search tunes one noise level per task; "
@@ -507,7 +512,7 @@ class Cell:
         return f"{self.solver.name}/{self.reg.kind}/{self.task.label}"
 
     def config(self, params: dict) -> _grid.Config:
-        """The cell's configuration with ``params`` (``lam``, ``step_size``, ``num_steps``,
+        """The cell's configuration with ``params`` (``lam``, ``step_size``, ``step_scale``, ``num_steps``,
         ``options.<name>``) applied; numbers become plain Python numbers (config ids hash JSON)."""
         t = self.template
         opts = dict(t.solver_options)
@@ -516,7 +521,8 @@ class Cell:
             if m:
                 opts[m.group(1)] = _plain(value, self.params.get(key))
         return dataclasses.replace(
-            t, lam=float(params.get("lam", t.lam)), step_size=float(params.get("step_size", t.step_size)),
+            t, lam=float(params.get("lam", t.lam)),
+            step_size=float(params.get("step_size", t.step_size)) * float(params.get("step_scale", 1.0)),
             num_steps=int(round(float(params.get("num_steps", t.num_steps)))), solver_options=opts)
 
     def n_trials(self, t: TuneSection) -> int:
@@ -1073,6 +1079,7 @@ def sweep_fragment(cell: Cell, cfg: _grid.Config) -> dict:
     with the baseline (``none``) alongside a regularized configuration."""
     solver = json.loads(cell.solver.model_dump_json())
     solver.update(num_steps=[cfg.num_steps], step_sizes=[cfg.step_size], options=dict(cfg.solver_options))
+    solver.pop("task_step_sizes", None)  # the fragment's one task carries its own step size
     task = json.loads(cell.task.model_dump_json(exclude_none=True))
     reg = json.loads(cell.reg.model_dump_json())
     reg["lambdas"] = [cfg.lam] if cell.reg.kind != "none" else [0.0]

@@ -287,6 +287,10 @@ def _validate(info: SolverInfo, prior: Prior, batch: RowBatch, num_steps: int, r
         raise ValueError(f"operator batch {op_b} must be 1 or the row count {B}")
     if len(batch.generators) != B:
         raise ValueError(f"{len(batch.generators)} generators for {B} rows")
+    off = sorted({str(g.device) for g in batch.generators if g.device.type != y.device.type})
+    if off:
+        raise ValueError(f"generators on {off} but y on {y.device}: make them with "
+                         f"rng.make_generators(seeds, device=y.device)")
     for k, v in batch.params.items():
         _as_rows(v, B, k)
     for k in info.row_params:

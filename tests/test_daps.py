@@ -25,6 +25,7 @@ posterior of ``y = A x0 + sigma_y n``.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -39,6 +40,9 @@ SHAPE = (1, 2, 2)
 D, M_OBS = 4, 2
 SIGMA_Y = 0.2
 TAU = math.sqrt(2) * SIGMA_Y
+#: where the solvers run (references stay on the CPU): ``EQUIBENCH_TEST_DEVICE=cuda`` reruns these
+#: checks on a GPU with the same tolerances
+DEVICE = torch.device(os.environ.get("EQUIBENCH_TEST_DEVICE", "cpu"))
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -177,17 +181,17 @@ def daps_law(mu, Sigma, A, y, *, N, K, lr, tau, smax, smin, ode_steps, ode_min, 
 
 # ----------------------------------------------------------------------------- helpers
 def run(solver, prior, A, y, n_rows, *, num_steps, options, step_size, seed0=0, lam=None, reg=None):
-    op = DenseOp(A)
-    Y = y.reshape(1, *op.measurement_shape).expand(n_rows, -1, -1, -1).clone()
-    params = {"step_size": torch.as_tensor(step_size, dtype=DT).expand(n_rows).clone()}
+    op = DenseOp(A).to(DEVICE)
+    Y = y.to(DEVICE).reshape(1, *op.measurement_shape).expand(n_rows, -1, -1, -1).clone()
+    params = {"step_size": torch.as_tensor(step_size, dtype=DT).expand(n_rows).clone().to(DEVICE)}
     if lam is not None:
-        params["lam"] = torch.as_tensor(lam, dtype=DT).expand(n_rows).clone()
-    batch = RowBatch(y=Y, operator=op, generators=make_generators(range(seed0, seed0 + n_rows)), params=params)
-    return solve(solver, prior, batch, num_steps=num_steps, regularizer=reg, options=options)
+        params["lam"] = torch.as_tensor(lam, dtype=DT).expand(n_rows).clone().to(DEVICE)
+    batch = RowBatch(y=Y, operator=op, generators=make_generators(range(seed0, seed0 + n_rows), DEVICE), params=params)
+    return solve(solver, prior.to(DEVICE), batch, num_steps=num_steps, regularizer=reg, options=options)
 
 
 def mean_cov(out):
-    xs = out.x.reshape(out.x.shape[0], -1)
+    xs = out.x.cpu().reshape(out.x.shape[0], -1)
     return xs.mean(0), torch.cov(xs.T)
 
 
@@ -319,13 +323,15 @@ def test_batch_invariance(solver):
     cls = GaussianPrior if solver == "daps" else IdentityLatentGaussian
     prior = cls(mu, Sigma, VPSchedule.linear(), shape=SHAPE)
     opts = {"sigma_max": 10.0, "mcmc_steps": 6, "tau": TAU}
-    op = DenseOp(A)
-    Y = y.reshape(1, *op.measurement_shape).expand(3, -1, -1, -1).clone()
+    prior = prior.to(DEVICE)
+    op = DenseOp(A).to(DEVICE)
+    Y = y.to(DEVICE).reshape(1, *op.measurement_shape).expand(3, -1, -1, -1).clone()
     seeds = [11, 22, 33]
-    params = {"step_size": torch.tensor([1e-3, 2e-3, 5e-4], dtype=DT), "lam": torch.tensor([0.0, 0.5, 2.0], dtype=DT)}
-    full = solve(solver, prior, RowBatch(Y, op, make_generators(seeds), params), num_steps=6,
+    params = {"step_size": torch.tensor([1e-3, 2e-3, 5e-4], dtype=DT, device=DEVICE),
+              "lam": torch.tensor([0.0, 0.5, 2.0], dtype=DT, device=DEVICE)}
+    full = solve(solver, prior, RowBatch(Y, op, make_generators(seeds, DEVICE), params), num_steps=6,
                  regularizer=_equi_spec(), options=opts)
-    alone = solve(solver, prior, RowBatch(Y[1:2], op, make_generators(seeds[1:2]),
+    alone = solve(solver, prior, RowBatch(Y[1:2], op, make_generators(seeds[1:2], DEVICE),
                                           {k: v[1:2] for k, v in params.items()}),
                   num_steps=6, regularizer=_equi_spec(), options=opts)
     assert torch.allclose(full.x[1:2], alone.x, atol=1e-5, rtol=0)
@@ -347,6 +353,7 @@ def test_lam_zero_equals_baseline(solver):
     assert torch.equal(base.x, zero.x)
     mixed = run(solver, prior, A, y, 2, lam=torch.tensor([0.0, 50.0], dtype=DT), reg=_equi_spec(), **kw)
     assert torch.equal(mixed.x[0], base.x[0])
+    mixed.x, base.x = mixed.x.cpu(), base.x.cpu()
     spec = _equi_spec()
     f = spec.mpe
     def equi_err(x):  # hflip, the group's only non-identity element

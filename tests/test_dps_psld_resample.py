@@ -21,6 +21,7 @@ unbounded prior (0.78) and ReSample's official ``(1 - abar)`` Tweedie (0.23).
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -31,6 +32,8 @@ from solvers.priors import Autoencoder, GaussianPrior, LatentPrior, VPSchedule
 from solvers.rng import make_generators
 
 SHAPE = (1, 2, 2)
+#: where the solvers run: ``EQUIBENCH_TEST_DEVICE=cuda`` reruns these checks on a GPU, same tolerances
+DEVICE = torch.device(os.environ.get("EQUIBENCH_TEST_DEVICE", "cpu"))
 
 
 class DenseOperator:
@@ -87,7 +90,8 @@ def gaussian_problem(sigma_y: float = 0.1):
     post_mean, _ = prior.posterior(A, y, sigma_y)
     identity = Autoencoder(lambda x: x, lambda z: z, SHAPE, SHAPE)
     latent = LatentPrior(GaussianEps(prior), identity, schedule, name="gaussian-latent")
-    return dict(prior=prior, latent=latent, op=op, y=y, x_true=x_true, mu=mu, post_mean=post_mean)
+    return dict(prior=prior.to(DEVICE), latent=latent.to(DEVICE), op=op, y=y.to(DEVICE), x_true=x_true.to(DEVICE),
+                mu=mu.to(DEVICE), post_mean=post_mean.to(DEVICE))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +101,8 @@ def problem():
 
 def _batch(p, B, params, seeds=None):
     seeds = range(B) if seeds is None else seeds
-    return RowBatch(p["y"].expand(B, -1, -1, -1).clone(), p["op"], make_generators(seeds), params)
+    params = {k: v.to(DEVICE) if torch.is_tensor(v) else v for k, v in params.items()}
+    return RowBatch(p["y"].expand(B, -1, -1, -1).clone(), p["op"], make_generators(seeds, DEVICE), params)
 
 
 FAST_RESAMPLE = {"pixel_iters": 50, "latent_iters": 20, "plateau": 10}
@@ -134,7 +139,7 @@ def test_row_alone_equals_row_in_batch(problem, name, kind):
     its batch (other lambdas and seeds), float64, to 1e-5 (per-row norms, per-row generators)."""
     prior_key, params, options, _ = CASES[name]
     prior = problem[prior_key]
-    f = lambda x: torch.tanh(x) * torch.linspace(0.5, 1.5, 4, dtype=x.dtype).view(1, 1, 2, 2)  # not equivariant
+    f = lambda x: torch.tanh(x) * torch.linspace(0.5, 1.5, 4, dtype=x.dtype, device=x.device).view(1, 1, 2, 2)  # not equivariant
     spec = RegularizerSpec(kind=kind, mpe=f, group="hflip", schedule="constant")
     lams = torch.tensor([0.3, 0.0, 1.0, 0.05], dtype=torch.float64)
     seeds = [11, 12, 13, 14]
@@ -176,6 +181,6 @@ def test_psld_gluing_uses_the_selected_transpose(problem):
     params = {"omega": 0.05, "gamma": 0.5}
     runs = {}
     for kind in ("adjoint", "official"):
-        batch = RowBatch(problem["y"].clone(), op, make_generators([3]), params)
+        batch = RowBatch(problem["y"].clone(), op, make_generators([3], DEVICE), params)
         runs[kind] = solve("psld", problem["latent"], batch, 10, options={"transpose": kind}).x
     assert not torch.allclose(runs["adjoint"], runs["official"])

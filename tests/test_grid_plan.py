@@ -75,3 +75,20 @@ def test_plan_skips_done_rows():
     keys = {(r.config_id, r.sample_id) for u in units for r in u.rows}
     assert keys.isdisjoint(done) and len(keys) == (len(cfgs) - 10) * len(samples)
     assert plan.plan(cfgs, samples, 4, {(c.config_id, i) for c in cfgs for i in samples}) == []
+
+
+def test_task_step_sizes_replace_the_solver_step_sizes_for_their_task():
+    """Reference: the spec's own numbers. A task listed in ``task_step_sizes`` runs those step sizes
+    only; other tasks run ``step_sizes``; an unknown task label is a spec error naming the labels."""
+    tasks = [{"operator": "fake_mask", "sigma_y": [0.05]}, {"operator": "fake_mask", "name": "second", "sigma_y": [0.05]}]
+    s = make(tasks=tasks, seeds=[0], regularizers=[{"kind": "none"}],
+             solvers=[{"name": "fake", "num_steps": [2], "step_sizes": [1.0], "task_step_sizes": {"second": [0.25, 0.5]}}])
+    got = sorted((c.task, c.step_size) for c in grid.expand(s, FAKE))
+    assert got == [("fake_mask", 1.0), ("second", 0.25), ("second", 0.5)]
+    import pytest
+
+    with pytest.raises(spec_mod.SpecError) as exc:
+        make(solvers=[{"name": "fake", "num_steps": [2], "task_step_sizes": {"nope": 1.0}}])
+    assert "unknown task(s) ['nope']" in dict(exc.value.errors)["solvers[0].task_step_sizes"]
+    with pytest.raises(spec_mod.SpecError):
+        make(solvers=[{"name": "fake", "num_steps": [2], "task_step_sizes": {"fake_mask": [-1.0]}}])

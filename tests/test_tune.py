@@ -300,3 +300,19 @@ def test_tune_smoke_on_the_embedded_world(tmp_path, own_ray):
     entry = doc["best"]["dps-equi-box_inpainting"]
     assert 0.001 <= entry["lam"] <= 1.0 and entry["baseline"] is not None
     print(f"tune-smoke: {wall:.1f}s; best lam {entry['lam']:.4g}: psnr {entry['objective']:.2f} vs baseline {entry['baseline']:.2f}")
+
+
+def test_step_scale_multiplies_each_solvers_own_step_size():
+    """Reference: the spec's step sizes times the searched scale (per task when ``task_step_sizes``
+    gives one); combining step_scale with step_size is refused."""
+    spec = fake_spec(searcher="grid", num_samples=None, space={"step_scale": [0.1, 10.0]})
+    spec["solvers"][0].update(step_sizes=[2.0])
+    ts = T.load(spec, backend=FAKE)
+    base, equi = T.make_cells(ts)
+    assert base.config({"step_scale": 0.1}).step_size == pytest.approx(0.2)
+    assert equi.config({"step_scale": 10.0}).step_size == pytest.approx(20.0)
+    spec["solvers"][0]["task_step_sizes"] = {"fake_mask": [0.5]}
+    base, _ = T.make_cells(T.load(spec, backend=FAKE))
+    assert base.config({"step_scale": 10.0}).step_size == pytest.approx(5.0)
+    with pytest.raises(SpecError, match="not both"):
+        T.load(fake_spec(space={"step_scale": [1.0], "step_size": [1.0]}), backend=FAKE)

@@ -3,7 +3,7 @@
     equibench solve --solver dps --regularizer equi --lam 0.001 --task gaussian_blur --n 4 \\
                     --steps 20 --out DIR [--step-size Z] [--mpe M] [--group G] [--reduction R]
                     [--schedule S] [--sigma-y 0.05] [--seed 0] [--option KEY=VALUE ...]
-                    [--weights DIR] [--threads N]
+                    [--weights DIR] [--threads N] [--device auto|cpu|cuda]
 
 Writes ``DIR/solve.png`` (one row per image; columns: ground truth, the measurement's naive
 inverse, the baseline, the EquiReg variant) and ``DIR/metrics.json``, and prints per-image PSNR,
@@ -48,7 +48,20 @@ def register(subparsers) -> None:
                    help="a solver option (value parsed as JSON, else a string); repeatable")
     p.add_argument("--weights", default=None, help="embedded weights root (default: the shipped one)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:N")
     p.set_defaults(func=run)
+
+
+def resolve_device(name: str):
+    """``auto`` -> cuda when available, else cpu; a named CUDA device that is absent is an error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return dev
 
 
 def parse_options(items: list[str]) -> dict:
@@ -65,17 +78,17 @@ def parse_options(items: list[str]) -> dict:
     return out
 
 
-def _load_models(space: str, weights: str | None, need_autoencoder: bool):
+def _load_models(space: str, weights: str | None, need_autoencoder: bool, device=None):
     from solvers.loaders import load_autoencoder, load_prior
 
     spec = {"kind": "embedded", "name": space}
     ae_spec = {"kind": "embedded"}
     if weights:
         spec["root"] = ae_spec["root"] = weights
-    prior = load_prior(spec)
+    prior = load_prior(spec, device=device)
     autoencoder = None
     if need_autoencoder:
-        autoencoder = getattr(prior, "autoencoder", None) or load_autoencoder(ae_spec)
+        autoencoder = getattr(prior, "autoencoder", None) or load_autoencoder(ae_spec, device=device)
     return prior, autoencoder
 
 
@@ -112,24 +125,25 @@ def run(args) -> int:
         raise ValueError(f"unknown task {args.task!r}; allowed: {sorted(OPERATORS)}")
     if args.lam < 0:
         raise ValueError("--lam must be >= 0")
+    dev = resolve_device(args.device)
     info = SOLVERS[args.solver]
     options = parse_options(args.option)
     space = "latent" if info.space == "latent" else "pixel"
     reg_on = args.regularizer != "none"
     mpe = args.mpe or ("autoencoder" if args.regularizer == "equicon" else "decoder" if space == "latent" else "encoder")
 
-    x_true = load_split("val", args.n)
-    prior, autoencoder = _load_models(space, args.weights, reg_on and space == "pixel")
+    x_true = load_split("val", args.n).to(dev)
+    prior, autoencoder = _load_models(space, args.weights, reg_on and space == "pixel", dev)
     B = x_true.shape[0]
     seeds = [row_seed("solve-cli", args.task, i, args.seed) for i in range(B)]
-    op = build_operator(args.task, tuple(x_true.shape[1:]), seeds=seeds, **EMBEDDED_DEFAULTS[args.task])
+    op = build_operator(args.task, tuple(x_true.shape[1:]), seeds=seeds, device=dev, **EMBEDDED_DEFAULTS[args.task])
     with torch.no_grad():
-        y = add_noise(op.forward(x_true), args.sigma_y, make_generators([s + 1 for s in seeds]))
+        y = add_noise(op.forward(x_true), args.sigma_y, make_generators([s + 1 for s in seeds], dev))
         naive = op.naive_inverse(y)
 
     params = {}
     if args.step_size is not None or "step_size" in info.row_params:
-        params["step_size"] = torch.full((B,), 1.0 if args.step_size is None else args.step_size, dtype=torch.float64)
+        params["step_size"] = torch.full((B,), 1.0 if args.step_size is None else args.step_size, dtype=torch.float64, device=dev)
     spec = None
     if reg_on:
         spec = RegularizerSpec(kind=args.regularizer, mpe=mpe, group=args.group, reduction=args.reduction,
@@ -137,13 +151,16 @@ def run(args) -> int:
     runs = {}
     variants = [("baseline", None, 0.0)] + ([(f"{args.regularizer}", spec, args.lam)] if reg_on else [])
     for label, reg, lam in variants:
-        batch = RowBatch(y=y, operator=op, generators=make_generators(seeds), x_true=x_true,
-                         params={**params, **({"lam": torch.full((B,), lam, dtype=torch.float64)} if reg else {})})
+        lam_row = {"lam": torch.full((B,), lam, dtype=torch.float64, device=dev)} if reg else {}
+        batch = RowBatch(y=y, operator=op, generators=make_generators(seeds, dev), x_true=x_true,
+                         params={**params, **lam_row})
         t0 = time.perf_counter()
         out = solve(args.solver, prior, batch, args.steps, regularizer=reg, options=options)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         runs[label] = (out, (time.perf_counter() - t0) / B)
 
-    metrics = Metrics(names=("psnr", "ssim", "lpips"), set_names=())
+    metrics = Metrics(dev, names=("psnr", "ssim", "lpips"), set_names=())
     table = {}
     for label, x in [("naive", naive)] + [(k, v[0].x) for k, v in runs.items()]:
         m = metrics.per_image(x.float(), x_true.float())
@@ -153,7 +170,7 @@ def run(args) -> int:
     save_grid(args.out / "solve.png", [x_true, naive] + [v[0].x for v in runs.values()])
     record = {
         "solver": args.solver, "task": args.task, "steps": args.steps, "n": B, "sigma_y": args.sigma_y,
-        "regularizer": args.regularizer, "lam": args.lam, "mpe": mpe if reg_on else None, "group": args.group,
+        "device": str(dev), "regularizer": args.regularizer, "lam": args.lam, "mpe": mpe if reg_on else None, "group": args.group,
         "options": options, "step_size": None if "step_size" not in params else float(params["step_size"][0]),
         "columns": ["ground_truth", "naive"] + list(runs),
         "metrics": table,

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-QUICK = {"pixel": {"steps": 300}, "autoencoder": {"steps": 200}, "latent": {"steps": 300}, "blur": {"steps": 100}}
+QUICK = {"pixel": {"steps": 300}, "autoencoder": {"steps": 200, "batch": 32}, "latent": {"steps": 300, "batch": 64},
+         "blur": {"steps": 100}}
 
 
 def register(subparsers) -> None:
@@ -19,15 +20,22 @@ def register(subparsers) -> None:
     p.add_argument("--parallel", action="store_true",
                    help="train the pixel prior in a second process beside the autoencoder/latent chain (1 thread each)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device for the autoencoder, latent and pixel stages (e.g. cuda; default cpu)")
     p.set_defaults(func=run)
 
 
-def _stage(name: str, out: Path | None, quick: bool) -> dict:
+DEVICE_STAGES = ("autoencoder", "latent", "pixel")
+
+
+def _stage(name: str, out: Path | None, quick: bool, device: str = "cpu") -> dict:
     from solvers.embedded import train
 
     kwargs = dict(QUICK.get(name, {})) if quick else {}
     if out is not None:
         kwargs["out"] = out
+    if name in DEVICE_STAGES:
+        kwargs["device"] = device
     return train.STAGES[name](**kwargs)
 
 
@@ -48,10 +56,11 @@ def run(args) -> int:
         stages.remove("pixel")
         cmd = [sys.executable, "-m", "orchestrator.cli", "train-embedded", "--stages", "pixel", "--threads", "1"]
         cmd += (["--quick"] if args.quick else []) + (["--out", str(args.out)] if args.out else [])
+        cmd += ["--device", args.device]
         side = subprocess.Popen(cmd)
         torch.set_num_threads(1)
     for name in [s for s in stages if s != "card"]:
-        info.update(_stage(name, args.out, args.quick))
+        info.update(_stage(name, args.out, args.quick, args.device))
         print(json.dumps(info), flush=True)
     if side is not None and side.wait() != 0:
         raise RuntimeError("pixel-prior training process failed")

@@ -108,9 +108,39 @@ def _loss_line(log_path: Path) -> str:
         return "(no log)"
     log = json.loads(log_path.read_text())
     h = log["history"]
+    where = log.get("device", "cpu")
+    where = "2 CPU cores" if where == "cpu" else ("an NVIDIA H200 GPU" if where.startswith("cuda") else where)
     return (f"{log['steps']} steps, batch {log['batch']}, lr {log['lr']}, seed {log['seed']}: loss "
             f"{h[0]['loss']:.4f} (step {h[0]['step']}) -> {h[-1]['loss']:.4f} (step {h[-1]['step']}), "
-            f"{h[-1]['seconds'] / 60:.1f} min")
+            f"{h[-1]['seconds'] / 60:.1f} min on {where}")
+
+
+def _config(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _architecture_lines(weights: Path) -> tuple[str, str]:
+    """Autoencoder and latent-prior descriptions read from their saved configs."""
+    vae, unet = _config(weights / "latent" / "vae" / "config.json"), _config(weights / "latent" / "unet" / "config.json")
+    widths = vae.get("block_out_channels", [])
+    f = 2 ** max(len(widths) - 1, 0)
+    c, side = vae.get("latent_channels", "?"), vae.get("sample_size", 32) // f
+    ae = f"AutoencoderKL {'/'.join(map(str, widths))} -> {c}x{side}x{side} latent (f{f})"
+    lat = (f"UNet2DModel {'/'.join(map(str, unet.get('block_out_channels', [])))} on {c}x{side}x{side}, "
+           f"attention at {side // 2}x{side // 2}")
+    return ae, lat
+
+
+def _selection_lines(weights: Path) -> list[str]:
+    log = _config(weights / "latent" / "vae_train_log.json")
+    cands = log.get("candidates")
+    if not cands:
+        return []
+    tried = ", ".join(f"{k} {v['val_recon_psnr']:.2f} dB ({v.get('steps', '?')} steps)" for k, v in cands.items())
+    return [f"- Autoencoder choice (`select_autoencoder`, rule fixed before any solver ran on it): the most compressive "
+            f"variant whose validation reconstruction PSNR reaches {log.get('min_psnr', 28.0):.0f} dB, so that a latent "
+            f"solver's ceiling (D(z)) sits above the blurred measurement (24.7 dB). Tried: {tried}; kept: "
+            f"{log.get('variant')}. {log.get('selection_note', '')}".rstrip()]
 
 
 def write_card(weights: Path = WEIGHTS_DIR, n_samples: int = 64, sample_steps: int = 250, train_info: dict | None = None) -> Path:
@@ -133,6 +163,7 @@ def write_card(weights: Path = WEIGHTS_DIR, n_samples: int = 64, sample_steps: i
 
 def _render(r: dict, weights: Path) -> str:
     mpe = r["mpe_flip_equivariance"]
+    ae_arch, latent_arch = _architecture_lines(weights)
     lines = [
         "# Embedded world: model card",
         "",
@@ -149,11 +180,12 @@ def _render(r: dict, weights: Path) -> str:
         "| model | architecture | schedule | training |",
         "|---|---|---|---|",
         f"| pixel prior (`pixel/`) | UNet2DModel 32/64/64, attention at 8x8, eps | linear 1e-4..0.02, T=1000 | {_loss_line(weights / 'pixel' / 'train_log.json')} |",
-        f"| autoencoder (`latent/vae`) | AutoencoderKL 32/64/64 -> 4x8x8 latent (f4) | - | {_loss_line(weights / 'latent' / 'vae_train_log.json')} |",
-        f"| latent prior (`latent/unet`) | UNet2DModel 64/128 on 4x8x8, attention at 4x4 | sqrt-linear 0.0015..0.0195 | {_loss_line(weights / 'latent' / 'train_log.json')} |",
+        f"| autoencoder (`latent/vae`) | {ae_arch} | - | {_loss_line(weights / 'latent' / 'vae_train_log.json')} |",
+        f"| latent prior (`latent/unet`) | {latent_arch} | sqrt-linear 0.0015..0.0195 | {_loss_line(weights / 'latent' / 'train_log.json')} |",
         "",
         "## Quality",
         f"- Autoencoder reconstruction PSNR on validation: {r['autoencoder_val_psnr']:.2f} dB.",
+        *_selection_lines(weights),
         f"- Pixel denoiser at t=100: noisy input {r['pixel_denoiser_t100']['noisy_psnr']:.2f} dB -> Tweedie estimate "
         f"{r['pixel_denoiser_t100']['tweedie_psnr']:.2f} dB.",
         "- Unconditional samples (250 ancestral steps; pixel x0 estimates clipped to [-1, 1] as guided-diffusion does): `samples_pixel.png`, `samples_latent.png`; validation images for",
@@ -180,5 +212,7 @@ def _render(r: dict, weights: Path) -> str:
             f"| {v['abs_diff_mean']:+.3f} ({v['abs_diff_se']:.3f}) | {v['rel_diff_mean']:+.4f} ({v['rel_diff_se']:.4f}) "
             f"| {100 * v['frac_images_higher_abs']:.0f}% | {verdict(v['abs_diff_mean'], v['abs_diff_se'])} / "
             f"{verdict(v['rel_diff_mean'], v['rel_diff_se'])} |")
-    lines += ["", "Reproduce: `make train-embedded` (all stages, then this card).", ""]
+    lines += ["", "Reproduce: `make train-embedded` (all stages, then this card; `equibench train-embedded --device cuda` "
+              "trains on a GPU as the shipped autoencoder and latent prior were, in `benchmarks/gpu_session.sh`). GPU "
+              "kernels are not bitwise reproducible: a rerun gives statistically, not exactly, equal models.", ""]
     return "\n".join(lines)
