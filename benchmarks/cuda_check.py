@@ -3,7 +3,8 @@
 What it shows: each path runs on the GPU end to end (models, operators, per-row CUDA generators,
 EquiReg, metrics) without a device mismatch, every row finishes ``ok`` with finite output, and the
 quality (mean PSNR on a few embedded validation images) is of the same order as the CPU runs of the
-same settings. CUDA generators draw other numbers than CPU ones, so outputs are compared
+same settings (the tuned embedded ones of configs/solvers-table.yaml, as ``equibench solve`` uses by
+default). CUDA generators draw other numbers than CPU ones, so outputs are compared
 statistically, not bitwise; bitwise row independence on CUDA is what the solver tests check when
 run with ``EQUIBENCH_TEST_DEVICE=cuda``.
 
@@ -19,14 +20,7 @@ import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
-#: the step sizes and options of configs/solvers-table.yaml (same budgets)
-SETTINGS = {
-    "dps": (4.0, {}),
-    "psld": (0.3, {}),
-    "resample": (1.0, {"period": 4, "pixel_iters": 20, "latent_iters": 10}),
-    "daps": (1e-4, {"mcmc_steps": 20, "ode_steps": 2}),
-    "latent_daps": (1e-4, {}),
-}
+SOLVERS = ("dps", "psld", "resample", "daps", "latent_daps")
 
 
 def main(argv=None) -> int:
@@ -36,21 +30,22 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tasks", nargs="+", default=["gaussian_blur", "box_inpainting"])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/cuda_check_runs"),
+                    help="per-run grids and metrics (kept out of --out's folder: the device tool returns few files)")
     args = ap.parse_args(argv)
 
     from orchestrator.commands import solve as solve_cmd
 
     results = []
-    work = args.out.parent / "cuda_check_runs"
+    work = args.work
     for task in args.tasks:
-        for solver, (step, options) in SETTINGS.items():
+        for solver in SOLVERS:
             for reg in ("equi", "equicon"):
                 label = f"{solver}-{reg}-{task}"
                 ns = SimpleNamespace(
                     solver=solver, regularizer=reg, lam=0.3, task=task, n=args.n, steps=args.steps,
-                    out=work / label, step_size=step, mpe=None, group="hflip", reduction="norm", schedule=None,
-                    sigma_y=0.05, seed=0, option=[f"{k}={json.dumps(v)}" for k, v in options.items()],
-                    weights=None, threads=None, device=args.device)
+                    out=work / label, step_size=None, no_tuned=False, mpe=None, group="hflip", reduction="norm",
+                    schedule=None, sigma_y=0.05, seed=0, option=[], weights=None, threads=None, device=args.device)
                 t0 = time.perf_counter()
                 try:
                     solve_cmd.run(ns)

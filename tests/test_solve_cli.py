@@ -74,3 +74,19 @@ def test_generators_on_another_device_than_y_are_refused():
     batch = RowBatch(torch.zeros(1, 3, 2, 2, device="cuda"), op, make_generators([0]), {"step_size": 1.0})
     with pytest.raises(ValueError, match="make_generators"):
         solve("dps", prior, batch, 2)
+
+
+def test_defaults_are_the_tuned_embedded_settings():
+    """Reference: configs/solvers-table.yaml (the searched step sizes and options per task)."""
+    import yaml
+
+    from orchestrator.commands.solve import TUNED_SPEC, tuned_settings
+
+    table = {s["name"]: s for s in yaml.safe_load(TUNED_SPEC.read_text())["solvers"]}
+    for name, entry in table.items():
+        for task in ("box_inpainting", "gaussian_blur", "super_resolution"):
+            step, options = tuned_settings(name, task)
+            expect = entry.get("task_step_sizes", {}).get(task, entry["step_sizes"])[0]
+            assert step == expect and options == entry.get("options", {})
+    assert tuned_settings("nope", "gaussian_blur") == (None, {})
+    assert tuned_settings("dps", "gaussian_blur", path=TUNED_SPEC.with_name("absent.yaml")) == (None, {})

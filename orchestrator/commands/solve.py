@@ -5,6 +5,11 @@
                     [--schedule S] [--sigma-y 0.05] [--seed 0] [--option KEY=VALUE ...]
                     [--weights DIR] [--threads N] [--device auto|cpu|cuda]
 
+Defaults come from ``configs/solvers-table.yaml`` when the repository has it: the solver's step size
+for the task (searched on tuning crops by ``configs/tune-steps*.yaml``) and its options (e.g.
+ReSample's thinned optimisation, LatentDAPS's 10 Langevin steps); ``--step-size`` and ``--option``
+override them, ``--no-tuned`` uses the solver's own defaults (step size 1.0).
+
 Writes ``DIR/solve.png`` (one row per image; columns: ground truth, the measurement's naive
 inverse, the baseline, the EquiReg variant) and ``DIR/metrics.json``, and prints per-image PSNR,
 SSIM and LPIPS (``n/a`` when the LPIPS weights file is absent; nothing is downloaded) with seconds
@@ -36,7 +41,10 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=20, help="solver steps (default 20)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--step-size", type=float, default=None,
-                   help="per-row step size (DPS zeta; default 1.0 for solvers that need one)")
+                   help="per-row step size (DPS zeta, PSLD omega, ReSample scale, DAPS lr; default: the tuned "
+                        "embedded value from configs/solvers-table.yaml, else 1.0)")
+    p.add_argument("--no-tuned", action="store_true",
+                   help="ignore configs/solvers-table.yaml: the solver's own defaults and step size 1.0")
     p.add_argument("--mpe", default=None, help="MPE function: decoder, encoder or autoencoder (default: autoencoder for equicon, "
                                                "else encoder for pixel solvers, decoder for latent ones)")
     p.add_argument("--group", default="hflip", help="symmetry group (identity, hflip, rot90, hflip_rot90)")
@@ -62,6 +70,23 @@ def resolve_device(name: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine")
     return dev
+
+
+TUNED_SPEC = Path(__file__).resolve().parents[2] / "configs" / "solvers-table.yaml"
+
+
+def tuned_settings(solver: str, task: str, path: Path = TUNED_SPEC) -> tuple[float | None, dict]:
+    """(step size, options) of ``solver`` on ``task`` in the embedded solver table, or (None, {})."""
+    if not path.exists():
+        return None, {}
+    import yaml
+
+    for entry in yaml.safe_load(path.read_text()).get("solvers", []):
+        if entry.get("name") == solver:
+            sizes = entry.get("task_step_sizes", {}).get(task, entry.get("step_sizes", [None]))
+            sizes = sizes if isinstance(sizes, list) else [sizes]
+            return (None if sizes[0] is None else float(sizes[0])), dict(entry.get("options", {}))
+    return None, {}
 
 
 def parse_options(items: list[str]) -> dict:
@@ -127,7 +152,9 @@ def run(args) -> int:
         raise ValueError("--lam must be >= 0")
     dev = resolve_device(args.device)
     info = SOLVERS[args.solver]
-    options = parse_options(args.option)
+    tuned_step, tuned_options = (None, {}) if args.no_tuned else tuned_settings(args.solver, args.task)
+    options = {**tuned_options, **parse_options(args.option)}
+    step_size = args.step_size if args.step_size is not None else tuned_step
     space = "latent" if info.space == "latent" else "pixel"
     reg_on = args.regularizer != "none"
     mpe = args.mpe or ("autoencoder" if args.regularizer == "equicon" else "decoder" if space == "latent" else "encoder")
@@ -142,8 +169,8 @@ def run(args) -> int:
         naive = op.naive_inverse(y)
 
     params = {}
-    if args.step_size is not None or "step_size" in info.row_params:
-        params["step_size"] = torch.full((B,), 1.0 if args.step_size is None else args.step_size, dtype=torch.float64, device=dev)
+    if step_size is not None or "step_size" in info.row_params:
+        params["step_size"] = torch.full((B,), 1.0 if step_size is None else step_size, dtype=torch.float64, device=dev)
     spec = None
     if reg_on:
         spec = RegularizerSpec(kind=args.regularizer, mpe=mpe, group=args.group, reduction=args.reduction,
