@@ -232,6 +232,9 @@ class SweepSpec(_Model):
     store: Optional[str] = None
     save_images: bool = True
     metric_weights: dict[str, str] = Field(default_factory=dict, description="lpips / inception weight files")
+    #: ``per_config``: each config draws its own sampler noise (the row-seed contract); ``shared``:
+    #: configs that differ only in lambda / regularizer share it (paired lambda comparisons)
+    solver_noise: Literal["per_config", "shared"] = "per_config"
 
     @field_validator("name")
     @classmethod

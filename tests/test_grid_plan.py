@@ -92,3 +92,20 @@ def test_task_step_sizes_replace_the_solver_step_sizes_for_their_task():
     assert "unknown task(s) ['nope']" in dict(exc.value.errors)["solvers[0].task_step_sizes"]
     with pytest.raises(spec_mod.SpecError):
         make(solvers=[{"name": "fake", "num_steps": [2], "task_step_sizes": {"fake_mask": [-1.0]}}])
+
+
+def test_shared_solver_noise_pairs_lambdas_and_keeps_default_ids():
+    """Reference: the seeding rule (``grid.solver_seed``). ``solver_noise: shared`` gives the
+    baseline and every lambda/regularizer of one solver setting the same solver stream, other step
+    sizes another; the default keeps per-config streams and the ids of configs stored before."""
+    per = grid.expand(make(seeds=[0]), FAKE)
+    shared = grid.expand(make(seeds=[0], solver_noise="shared"), FAKE)
+    assert {c.config_id for c in per}.isdisjoint({c.config_id for c in shared})
+    one = dict(sigma_y=0.05, num_steps=2, step_size=1.0)
+    pick = lambda cfgs: [c for c in cfgs if all(getattr(c, k) == v for k, v in one.items())]  # noqa: E731
+    seeds_shared = {grid.solver_seed(c, 3) for c in pick(shared)}
+    assert len(pick(shared)) == 4 and len(seeds_shared) == 1  # baseline + 3 lambdas share one stream
+    assert len({grid.solver_seed(c, 3) for c in pick(per)}) == 4
+    other = [c for c in shared if c.step_size == 2.0 and c.sigma_y == 0.05 and c.num_steps == 2]
+    assert grid.solver_seed(other[0], 3) not in seeds_shared
+    assert "solver_noise" not in per[0].canonical() and shared[0].canonical()["solver_noise"] == "shared"
