@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from operators import EMBEDDED_DEFAULTS, add_noise, build_operator
+from orchestrator.commands.solve import tuned_settings
 from orchestrator.metrics import psnr
 from solvers import RowBatch, solve
 from solvers.embedded.data import load_split
@@ -69,8 +70,7 @@ def test_solver_beats_naive_inverse(priors, name, task):
     from solvers import SOLVERS as REGISTRY
 
     entry = SOLVERS[name]
-    step = entry.get("task_step_sizes", {}).get(task, entry["step_sizes"])
-    step = step[0] if isinstance(step, list) else step
+    step, options = tuned_settings(name, task, TABLE)
     x_true = load_split("val", ids=IMAGE_IDS)
     B = len(IMAGE_IDS)
     seeds = [row_seed("beats-naive", task, i) for i in IMAGE_IDS]
@@ -81,7 +81,7 @@ def test_solver_beats_naive_inverse(priors, name, task):
     prior = priors["latent" if REGISTRY[name].space == "latent" else "pixel"]
     batch = RowBatch(y=y, operator=op, generators=make_generators(seeds),
                      params={"step_size": torch.full((B,), float(step), dtype=torch.float64)})
-    out = solve(name, prior, batch, int(entry["num_steps"][0]), options=dict(entry.get("options", {})))
+    out = solve(name, prior, batch, int(entry["num_steps"][0]), options=options)
     assert out.status == ["ok"] * B
     got = psnr(out.x.clamp(-1, 1), x_true).mean()
     assert got > naive, f"{name} on {task}: {got:.2f} dB <= naive inverse {naive:.2f} dB"

@@ -81,11 +81,12 @@ def tuned_settings(solver: str, task: str, path: Path = TUNED_SPEC) -> tuple[flo
         return None, {}
     import yaml
 
+    from orchestrator.spec import SolverSpec
+
     for entry in yaml.safe_load(path.read_text()).get("solvers", []):
         if entry.get("name") == solver:
-            sizes = entry.get("task_step_sizes", {}).get(task, entry.get("step_sizes", [None]))
-            sizes = sizes if isinstance(sizes, list) else [sizes]
-            return (None if sizes[0] is None else float(sizes[0])), dict(entry.get("options", {}))
+            sol = SolverSpec.model_validate(entry)
+            return float(sol.step_sizes_for(task)[0]), dict(sol.options)
     return None, {}
 
 

@@ -121,11 +121,12 @@ def _config(path: Path) -> dict:
 
 def _architecture_lines(weights: Path) -> tuple[str, str]:
     """Autoencoder and latent-prior descriptions read from their saved configs."""
+    from .train import latent_unet_config
+
     vae, unet = _config(weights / "latent" / "vae" / "config.json"), _config(weights / "latent" / "unet" / "config.json")
     widths = vae.get("block_out_channels", [])
-    f = 2 ** max(len(widths) - 1, 0)
-    c, side = vae.get("latent_channels", "?"), vae.get("sample_size", 32) // f
-    ae = f"AutoencoderKL {'/'.join(map(str, widths))} -> {c}x{side}x{side} latent (f{f})"
+    c, side = vae.get("latent_channels", "?"), latent_unet_config(vae)["sample_size"]
+    ae = f"AutoencoderKL {'/'.join(map(str, widths))} -> {c}x{side}x{side} latent (f{vae.get('sample_size', 32) // side})"
     lat = (f"UNet2DModel {'/'.join(map(str, unet.get('block_out_channels', [])))} on {c}x{side}x{side}, "
            f"attention at {side // 2}x{side // 2}")
     return ae, lat
