@@ -48,7 +48,7 @@ def spec_dict(name: str, *, images: int, lambdas: int, steps: int, batch_size: i
     return {
         "name": name,
         "prior": "embedded",
-        "dataset": {"name": "embedded", "split": "val", "count": images},
+        "dataset": {"name": "embedded", "split": "report", "count": images},
         "tasks": [{"operator": "box_inpainting", "sigma_y": [0.05]}],
         "solvers": [{"name": "dps", "num_steps": [steps], "step_sizes": [2.0]}],
         "regularizers": [{"kind": "equi", "group": "hflip", "lambdas": list(LAMBDAS[:lambdas])}],
@@ -91,29 +91,15 @@ def start_ray() -> float | None:
 
 def bare_loop(prior, units, *, autoencoder, threads: int) -> dict:
     """Solve every unit's rows in this process (see the module docstring); seconds."""
-    import torch
-
-    from operators import add_noise, build_operator
-    from orchestrator import data
-    from solvers import RegularizerSpec, RowBatch, solve
-    from solvers.rng import make_generators
+    from orchestrator.problem import batch_for
+    from solvers import solve
 
     solve_s = 0.0
     t0 = time.perf_counter()
     with C.torch_threads(threads):
         for unit in units:
             g, rows = unit.group, unit.rows
-            x_true = data.load(g["dataset"], g["split"], [r.sample_id for r in rows])
-            op = build_operator(g["operator"], image_shape=tuple(x_true.shape[1:]), seeds=[r.op_seed for r in rows],
-                                **g["op_params"])
-            with torch.no_grad():
-                y = add_noise(op.forward(x_true), g["sigma_y"], make_generators([r.noise_seed for r in rows]))
-            batch = RowBatch(y=y, operator=op, generators=make_generators([r.row_seed for r in rows]),
-                             params={"lam": torch.tensor([r.lam for r in rows]),
-                                     "step_size": torch.tensor([r.step_size for r in rows])}, x_true=x_true)
-            reg = None if g["reg_kind"] == "none" else RegularizerSpec(
-                kind=g["reg_kind"], mpe=g["mpe"], group=g["group"], reduction=g["reduction"], schedule=g["schedule"],
-                freq=g["freq"], cutoff_frac=g["cutoff_frac"], autoencoder=autoencoder)
+            _, batch, reg = batch_for(unit, autoencoder)  # the worker's own problem builder
             ts = time.perf_counter()
             out = solve(g["solver"], prior, batch, int(g["num_steps"]), regularizer=reg, options=dict(g["solver_options"]))
             solve_s += time.perf_counter() - ts

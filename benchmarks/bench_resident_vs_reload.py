@@ -44,7 +44,7 @@ DEMO = C.REPO_ROOT / "configs" / "demo.yaml"
 
 #: Used when configs/demo.yaml is absent: the demo's shape (DPS slice).
 FALLBACK_DEMO = {
-    "name": "demo", "prior": "embedded", "dataset": {"name": "embedded", "split": "val", "count": 8},
+    "name": "demo", "prior": "embedded", "dataset": {"name": "embedded", "split": "report", "count": 8},
     "tasks": [{"operator": "box_inpainting", "sigma_y": [0.05]}],
     "solvers": [{"name": "dps", "num_steps": [20], "step_sizes": [2.0]}],
     "regularizers": [{"kind": "none"}, {"kind": "equi", "group": "hflip", "lambdas": [0.03, 0.1, 0.3]},

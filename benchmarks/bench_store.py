@@ -71,7 +71,7 @@ def _configs(n_configs: int):
             cid = stable_hash(cfg)
             out.append({
                 "config_id": cid, "prior": "pixel:embedded" if solver in ("dps", "daps") else "latent:embedded",
-                "dataset": "embedded/val", "solver": solver, "regularizer": reg,
+                "dataset": "embedded/report", "solver": solver, "regularizer": reg,
                 "mpe": None if reg == "none" else "autoencoder", "group": None if reg == "none" else "hflip",
                 "lam": lam, "lam_schedule": None if reg == "none" else "noise_sqrt", "step_size": step, "task": task,
                 "sigma_y": 0.05, "num_steps": 50, "seed": seed,

@@ -299,9 +299,9 @@ def val_images(n: int):
     """The first ``n`` validation images of the embedded dataset, (n, 3, 32, 32) in [-1, 1]."""
     from orchestrator import data
 
-    size = data.info("embedded").sizes["val"]
+    size = data.info("embedded").sizes["report"]
     ids = [i % size for i in range(n)]
-    return data.load("embedded", "val", ids)
+    return data.load("embedded", "report", ids)
 
 
 def dps_equi_batch(prior, autoencoder, images, lams, seeds, *, task: str = "box_inpainting",
@@ -313,14 +313,15 @@ def dps_equi_batch(prior, autoencoder, images, lams, seeds, *, task: str = "box_
     """
     import torch
 
-    from operators import add_noise, build_operator
+    from orchestrator.problem import make_measurement, task_params
     from solvers import RegularizerSpec, RowBatch
     from solvers.rng import make_generators, row_seed
 
     B = images.shape[0]
-    op = build_operator(task, image_shape=tuple(images.shape[1:]), seeds=[row_seed("op", s) for s in seeds])
-    with torch.no_grad():
-        y = add_noise(op.forward(images), sigma_y, make_generators([row_seed("noise", s) for s in seeds]))
+    m = make_measurement("embedded", "report", range(B), task, task_params("embedded", task), sigma_y,
+                         op_seeds=[row_seed("op", s) for s in seeds], noise_seeds=[row_seed("noise", s) for s in seeds],
+                         x_true=images)
+    op, y = m.operator, m.y
     batch = RowBatch(y=y, operator=op, generators=make_generators([row_seed("solver", s) for s in seeds]),
                      params={"lam": torch.as_tensor(lams, dtype=images.dtype),
                              "step_size": torch.full((B,), float(step_size), dtype=images.dtype)})

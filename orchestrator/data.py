@@ -7,7 +7,7 @@ unit is a few ids and numbers. New datasets register a loader in ``DATASETS``.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 
@@ -23,6 +23,23 @@ class DatasetInfo:
     #: operator name -> parameters that make the task a real inverse problem at this image size
     #: (the paper's 256-px defaults scaled down are too weak at 32x32); a task's own params win.
     operator_defaults: Callable[[str], dict] = lambda name: {}
+    #: split -> role (``train`` | ``tune`` | ``report``); a split without a role is its own
+    roles: dict = field(default_factory=dict)
+    #: report split -> the tune split that searches for it (``tune`` for ``report``, ...)
+    tune_split_of: dict = field(default_factory=dict)
+    #: (split, id) -> the image's bootstrap cluster (photo or seed); default: the image itself
+    cluster: Callable[[str, int], str] = lambda split, i: f"{split}:{int(i)}"
+    #: (split_a, ids_a, split_b, ids_b) -> pairs of ids whose images share content; default: by id
+    overlapping: Callable | None = None
+
+    def overlap(self, split_a: str, ids_a, split_b: str, ids_b) -> list[tuple[int, int]]:
+        """Pairs ``(i, j)`` of images of ``split_a`` and ``split_b`` that share content."""
+        if self.overlapping is not None:
+            return list(self.overlapping(split_a, ids_a, split_b, ids_b))
+        if split_a != split_b:
+            return []
+        common = set(int(i) for i in ids_a) & set(int(j) for j in ids_b)
+        return [(i, i) for i in sorted(common)]
 
 
 def _embedded() -> DatasetInfo:
@@ -36,6 +53,10 @@ def _embedded() -> DatasetInfo:
         sizes={s: int(emb.split_size(s)) for s in emb.SPLITS},
         loader=lambda split, ids: emb.load_split(split, ids=list(ids)),
         operator_defaults=_embedded_operator_defaults,
+        roles=dict(emb.ROLES),
+        tune_split_of={"report": "tune", "report_ood": "tune_ood"},
+        cluster=emb.cluster,
+        overlapping=emb.overlapping,
     )
 
 
@@ -61,6 +82,11 @@ def info(name: str) -> DatasetInfo:
 def _split(name: str, split: str):
     d = info(name)
     return d.loader(split, range(d.sizes[split]))
+
+
+def cluster(name: str, split: str, sample_id: int) -> str:
+    """The bootstrap cluster (source photo or seed) of one image of ``name``/``split``."""
+    return str(info(name).cluster(split, int(sample_id)))
 
 
 def load(name: str, split: str, ids: Sequence[int]):

@@ -21,6 +21,8 @@ from solvers.rng import row_seed
 from orchestrator.spec import SweepSpec, solver_space
 from orchestrator import backend as _backend
 from orchestrator import data as _data
+from orchestrator import problem as _problem
+from orchestrator.defaults import default_mpe, default_step_size
 
 
 def canonical_json(obj: Any) -> str:
@@ -110,15 +112,17 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
             mpe_prior = (spec.prior.mpe or spec.prior.latent).path
         reg_fields = dict(
             reg_kind=reg.kind,
-            mpe=reg.mpe if active else None, group=reg.group if active else None,
+            mpe=(reg.mpe or default_mpe(space, reg.kind)) if active else None, group=reg.group if active else None,
             schedule=reg.schedule if active else None, reduction=reg.reduction if active else None,
             freq=reg.freq if active else None, cutoff_frac=reg.cutoff_frac if active else None,
         )
         lambdas = reg.lambdas if active else [0.0]
         # the dataset's size-appropriate operator defaults, overridden by the task's own params;
         # resolved here so the stored config (and its id) says exactly what ran
-        op_params = {**_data.info(spec.dataset.name).operator_defaults(task.operator), **task.params}
-        for sigma, steps, size, lam, seed in itertools.product(task.sigma_y, sol.num_steps, sol.step_sizes_for(task.label), lambdas, spec.seeds):
+        op_params = _problem.task_params(spec.dataset.name, task.operator, task.params)
+        sizes = sol.step_sizes_for(task.label) or [
+            default_step_size(sol.name, solvers[sol.name], task.label, getattr(spec.prior, space).path == "embedded")]
+        for sigma, steps, size, lam, seed in itertools.product(task.sigma_y, sol.num_steps, sizes, lambdas, spec.seeds):
             cfg = Config(
                 prior_space=space, prior=prior_ref, mpe_prior=mpe_prior,
                 dataset=spec.dataset.name, split=spec.dataset.split,
@@ -134,12 +138,12 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
 def operator_seed(cfg: Config, sample_id: int) -> int:
     """Seed of a row's operator instance (mask, kernel): shared by every config of the same task,
     sample and seed, so solvers and lambdas are compared on identical measurements."""
-    return row_seed("operator", cfg.operator, cfg.op_params, sample_id, cfg.seed)
+    return _problem.operator_seed(cfg.operator, cfg.op_params, sample_id, cfg.seed)
 
 
 def noise_seed(cfg: Config, sample_id: int) -> int:
     """Seed of a row's measurement noise: shared like ``operator_seed`` (paired comparisons)."""
-    return row_seed("noise", cfg.operator, cfg.op_params, cfg.sigma_y, sample_id, cfg.seed)
+    return _problem.noise_seed(cfg.operator, cfg.op_params, cfg.sigma_y, sample_id, cfg.seed)
 
 
 #: the fields a ``shared`` solver stream ignores: lambda and everything about the regularizer
@@ -149,7 +153,7 @@ _REG_FIELDS = ("lam", "reg_kind", "mpe", "mpe_prior", "group", "schedule", "redu
 def solver_seed(cfg: Config, sample_id: int) -> int:
     """The row seed of the solver's own noise.
 
-    ``per_config`` (default, the contract): ``row_seed(config_id, sample_id, seed)``: every config,
+    ``per_config`` (the first landing's default): ``row_seed(config_id, sample_id, seed)``: every config,
     every lambda included, draws its own sampler noise. ``shared`` (common random numbers): configs
     that differ only in lambda or regularizer share the stream, so EquiReg at lambda 0 reproduces the
     baseline row for row and a lambda comparison is paired; per-config noise made 8-image lambda

@@ -29,6 +29,7 @@ RESULTS_SCHEMA = pa.schema(
         ("num_steps", pa.int64()),
         ("seed", pa.int64()),
         ("sample_id", pa.int64()),
+        ("cluster", pa.string()),  # the image's source cluster (photo or seed block): bootstrap unit
         ("row_seed", pa.int64()),
         ("psnr", pa.float64()),
         ("ssim", pa.float64()),
@@ -36,6 +37,10 @@ RESULTS_SCHEMA = pa.schema(
         ("rel_l2", pa.float64()),
         ("y_residual", pa.float64()),
         ("naive_psnr", pa.float64()),
+        # lambda influence: mean over steps of ||grad(lam_t R)|| / ||grad(data term)|| w.r.t. the variable the
+        # solver updates; influence_obj: ratio of objective values (ReSample's inner optimisation); null = no penalty
+        ("influence_grad", pa.float64()),
+        ("influence_obj", pa.float64()),
         ("status", pa.string()),  # "ok" | "diverged" | "failed"
         ("error", pa.string()),
         ("wall_s", pa.float64()),

@@ -102,7 +102,7 @@ class PriorSpec(_Model):
 
 class DatasetSpec(_Model):
     name: str = "embedded"
-    split: Literal["train", "val"] = "val"
+    split: str = "report"  # checked against the dataset's splits (orchestrator.data)
     count: Optional[int] = Field(None, ge=1)
     ids: Optional[list[int]] = None
 
@@ -141,7 +141,9 @@ class TaskSpec(_Model):
 class SolverSpec(_Model):
     name: str
     num_steps: list[int] = Field(min_length=1)
-    step_sizes: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    #: None: ``orchestrator.defaults.default_step_size`` per task (the tuned embedded value, else the
+    #: solver's own default), the same value ``equibench solve`` uses
+    step_sizes: Optional[list[float]] = Field(None, min_length=1)
     #: per-task step sizes (task label -> values) replacing ``step_sizes`` for that task: the papers
     #: tune the guidance step per task (EquiReg Table 8), so one sweep can carry every task's value
     task_step_sizes: dict[str, list[float]] = Field(default_factory=dict)
@@ -168,8 +170,8 @@ class SolverSpec(_Model):
         return v
 
     def step_sizes_for(self, task_label: str) -> list[float]:
-        """The step sizes this solver runs on task ``task_label``."""
-        return self.task_step_sizes.get(task_label, self.step_sizes)
+        """The step sizes given for task ``task_label`` ([] when none: the shared default applies)."""
+        return self.task_step_sizes.get(task_label, self.step_sizes or [])
 
     @field_validator("num_steps")
     @classmethod
@@ -181,14 +183,16 @@ class SolverSpec(_Model):
     @field_validator("step_sizes")
     @classmethod
     def _sizes(cls, v):
-        if any(s <= 0 for s in v):
+        if v is not None and any(s <= 0 for s in v):
             raise ValueError(f"step sizes must be > 0, got {v}")
         return v
 
 
 class RegSpec(_Model):
     kind: Literal["none", "equi", "equicon"] = "none"
-    mpe: Literal["decoder", "encoder", "autoencoder"] = "autoencoder"
+    #: None: ``orchestrator.defaults.default_mpe`` per solver space (encoder for pixel solvers, decoder for
+    #: latent ones, autoencoder for equicon), the same rule ``equibench solve`` uses
+    mpe: Optional[Literal["decoder", "encoder", "autoencoder"]] = None
     group: str = "hflip"
     lambdas: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
     schedule: Optional[Literal["constant", "cutoff", "noise_sqrt", "noise_sigma"]] = Field(
@@ -232,9 +236,10 @@ class SweepSpec(_Model):
     store: Optional[str] = None
     save_images: bool = True
     metric_weights: dict[str, str] = Field(default_factory=dict, description="lpips / inception weight files")
-    #: ``per_config``: each config draws its own sampler noise (the row-seed contract); ``shared``:
-    #: configs that differ only in lambda / regularizer share it (paired lambda comparisons)
-    solver_noise: Literal["per_config", "shared"] = "per_config"
+    #: ``shared`` (default): configs that differ only in lambda / regularizer share the sampler noise, so
+    #: their comparison is paired (common random numbers); ``per_config``: each config draws its own (the
+    #: first landing's default; its rows stay readable and reports label them unpaired)
+    solver_noise: Literal["per_config", "shared"] = "shared"
 
     @field_validator("name")
     @classmethod
@@ -428,9 +433,16 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
         if reg.group not in groups:
             errors.append((f"regularizers[{k}].group", f"unknown group {reg.group!r}; {_allowed(sorted(groups))}"))
         pixel_solvers = [s.name for s in spec.solvers if s.name in solvers and solver_space(solvers[s.name], spec.prior) == "pixel"]
+        latent_solvers = [s.name for s in spec.solvers if s.name in solvers and solver_space(solvers[s.name], spec.prior) == "latent"]
+        if reg.mpe is None:
+            pass  # resolved per solver space by defaults.default_mpe, valid by construction
+        elif reg.kind == "equicon" and reg.mpe != "autoencoder":
+            errors.append((f"regularizers[{k}].mpe", f"{reg.mpe!r}: equicon needs f mapping back into x's own space; allowed for equicon: 'autoencoder'"))
+        elif latent_solvers and reg.mpe == "encoder":
+            errors.append((f"regularizers[{k}].mpe", f"'encoder' takes images but latent solvers {latent_solvers} use it; allowed for latent solvers: 'autoencoder', 'decoder'"))
         if pixel_solvers:
-            if reg.mpe != "autoencoder":
-                errors.append((f"regularizers[{k}].mpe", f"{reg.mpe!r} needs a latent prior but pixel solvers {pixel_solvers} use it; allowed for pixel solvers: 'autoencoder'"))
+            if reg.mpe == "decoder" and reg.kind != "equicon":
+                errors.append((f"regularizers[{k}].mpe", f"'decoder' takes latents but pixel solvers {pixel_solvers} use it; allowed for pixel solvers: 'autoencoder', 'encoder'"))
             elif spec.prior.mpe is None and spec.prior.latent is None:
                 errors.append((f"regularizers[{k}].mpe", f"pixel solvers {pixel_solvers} need an MPE autoencoder: set prior.mpe or prior.latent"))
     if "lpips" in spec.metrics and spec.metric_weights.get("lpips") and not Path(spec.metric_weights["lpips"]).exists():

@@ -32,8 +32,11 @@ import ray
 from orchestrator import backend as _backend
 from orchestrator import data as _data
 from orchestrator.plan import WorkUnit
+from orchestrator.problem import batch_for
 
 ROW_METRICS = ("psnr", "ssim", "lpips", "rel_l2")
+#: per-row ``SolveOutput.extras`` that become store columns (RESULTS_SCHEMA); absent -> null
+EXTRA_COLUMNS = ("y_residual", "influence_grad", "influence_obj")
 
 
 # ------------------------------------------------------------------------------ small builders
@@ -102,16 +105,6 @@ def prior_loader_spec(space: str, path: str):
 def load_prior(be, space: str, path: str):
     """A prior (with its autoencoder for latent ones) from a spec's reference, via the backend."""
     return be.load_prior(prior_loader_spec(space, path))
-
-
-def build_regularizer(be, group: dict, autoencoder):
-    """``RegularizerSpec`` for a unit's group (None for the baseline)."""
-    if group["reg_kind"] == "none":
-        return None
-    return be.RegularizerSpec(
-        kind=group["reg_kind"], mpe=group["mpe"], group=group["group"], reduction=group["reduction"],
-        schedule=group["schedule"], freq=group["freq"], cutoff_frac=group["cutoff_frac"], autoencoder=autoencoder,
-    )
 
 
 # ----------------------------------------------------------------------------------- the core
@@ -189,7 +182,8 @@ class WorkerCore:
                 **cfg.store_columns(),
                 "run_id": context.get("run_id"), "run_kind": context.get("run_kind", "sweep"),
                 "trial_id": context.get("trial_id"), "unit_id": unit.unit_id,
-                "sample_id": r.sample_id, "row_seed": r.row_seed, "lam": r.lam, "step_size": r.step_size,
+                "sample_id": r.sample_id, "cluster": _data.cluster(cfg.dataset, cfg.split, r.sample_id),
+                "row_seed": r.row_seed, "lam": r.lam, "step_size": r.step_size,
                 "status": status[i], "error": error, "wall_s": wall / max(n, 1), "worker": self.name,
                 "started_at": started, "code_version": context.get("code_version"),
             }
@@ -202,30 +196,15 @@ class WorkerCore:
         return {"unit_id": unit.unit_id, "rows": out_rows, "images": images, "wall_s": wall, "worker": self.name}
 
     def _solve(self, unit: WorkUnit):
-        import torch
-        from solvers.rng import make_generators
-
-        be, g, dev = self.be, unit.group, self.device
-        rows = unit.rows
+        g = unit.group
         prior = self.prior(g["prior_space"], g["prior"])
         autoencoder = None
         if g["reg_kind"] != "none" and g["mpe_prior"] is not None:
             autoencoder = getattr(self.prior("latent", g["mpe_prior"]), "autoencoder", None)
-        x_true = _data.load(g["dataset"], g["split"], [r.sample_id for r in rows]).to(dev)
-        op = be.build_operator(g["operator"], image_shape=tuple(x_true.shape[1:]), seeds=[r.op_seed for r in rows],
-                               device=dev, **g["op_params"])
-        with torch.no_grad():
-            y = be.add_noise(op.forward(x_true), g["sigma_y"], make_generators([r.noise_seed for r in rows], dev))
-            naive = op.naive_inverse(y)
-        params = {
-            "lam": torch.tensor([r.lam for r in rows], dtype=x_true.dtype, device=dev),
-            "step_size": torch.tensor([r.step_size for r in rows], dtype=x_true.dtype, device=dev),
-        }
-        batch = be.RowBatch(y=y, operator=op, generators=make_generators([r.row_seed for r in rows], dev),
-                            params=params, x_true=x_true)
-        out = be.solve(g["solver"], prior, batch, int(g["num_steps"]),
-                       regularizer=build_regularizer(be, g, autoencoder), options=dict(g["solver_options"]))
-        return x_true, y, op, (out, naive)
+        m, batch, reg = batch_for(unit, autoencoder, self.device, self.be)
+        out = self.be.solve(g["solver"], prior, batch, int(g["num_steps"]), regularizer=reg,
+                            options=dict(g["solver_options"]))
+        return m.x_true, m.y, m.operator, (out, m.naive)
 
     def _row_metrics(self, x_hat, x_true, naive, out, op, y, names) -> dict[str, list]:
         import torch
@@ -244,8 +223,10 @@ class WorkerCore:
                 res[name] = [v if bool(finite[i]) else None for i, v in enumerate(vals)]
             if naive is not None and tuple(naive.shape) == tuple(x_true.shape):
                 res["naive_psnr"] = _to_list(self._per_image(naive.clamp(-1, 1), x_true, ["psnr"]).get("psnr"), n)
-            yr = out.extras.get("y_residual") if getattr(out, "extras", None) else None
-            res["y_residual"] = _to_list(yr, n) if yr is not None else [None] * n
+            extras = getattr(out, "extras", None) or {}
+            for key in EXTRA_COLUMNS:  # per-row solver extras that the store keeps
+                val = extras.get(key)
+                res[key] = _to_list(val, n) if val is not None else [None] * n
         return res
 
     def _per_image(self, x, ref, names) -> dict:

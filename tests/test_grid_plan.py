@@ -97,9 +97,10 @@ def test_task_step_sizes_replace_the_solver_step_sizes_for_their_task():
 def test_shared_solver_noise_pairs_lambdas_and_keeps_default_ids():
     """Reference: the seeding rule (``grid.solver_seed``). ``solver_noise: shared`` gives the
     baseline and every lambda/regularizer of one solver setting the same solver stream, other step
-    sizes another; the default keeps per-config streams and the ids of configs stored before."""
-    per = grid.expand(make(seeds=[0]), FAKE)
-    shared = grid.expand(make(seeds=[0], solver_noise="shared"), FAKE)
+    sizes another (the default); ``per_config`` keeps per-config streams and the ids of configs stored
+    before shared noise existed."""
+    per = grid.expand(make(seeds=[0], solver_noise="per_config"), FAKE)
+    shared = grid.expand(make(seeds=[0]), FAKE)  # shared is the default (paired comparisons)
     assert {c.config_id for c in per}.isdisjoint({c.config_id for c in shared})
     one = dict(sigma_y=0.05, num_steps=2, step_size=1.0)
     pick = lambda cfgs: [c for c in cfgs if all(getattr(c, k) == v for k, v in one.items())]  # noqa: E731
@@ -109,3 +110,18 @@ def test_shared_solver_noise_pairs_lambdas_and_keeps_default_ids():
     other = [c for c in shared if c.step_size == 2.0 and c.sigma_y == 0.05 and c.num_steps == 2]
     assert grid.solver_seed(other[0], 3) not in seeds_shared
     assert "solver_noise" not in per[0].canonical() and shared[0].canonical()["solver_noise"] == "shared"
+
+
+def test_mpe_and_step_size_defaults_are_the_shared_rule():
+    """Reference: ``orchestrator.defaults`` (the EquiReg authors' recipes: encoder for pixel
+    solvers, decoder for latent ones, autoencoder for equicon); an omitted step size is the
+    solver's own registry default, the value ``equibench solve --no-tuned`` uses."""
+    from orchestrator.defaults import default_mpe
+
+    cfgs = grid.expand(make(solvers=[{"name": "fake", "num_steps": [2]}],
+                            regularizers=[{"kind": "equi", "lambdas": [0.1]}, {"kind": "equicon", "lambdas": [0.1]}]),
+                       FAKE)
+    by_kind = {c.reg_kind: c for c in cfgs}
+    assert by_kind["equi"].mpe == default_mpe("pixel", "equi") == "encoder"
+    assert by_kind["equicon"].mpe == "autoencoder" and default_mpe("latent", "equi") == "decoder"
+    assert {c.step_size for c in cfgs} == {1.0}  # the fake solver has no step option: 1.0

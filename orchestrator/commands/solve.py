@@ -20,6 +20,7 @@ solver's MPE function comes from the embedded autoencoder.
 """
 from __future__ import annotations
 
+from orchestrator.defaults import default_mpe, default_step_size, tuned_settings
 import json
 import math
 import time
@@ -37,7 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--regularizer", default="equi", choices=REGULARIZERS, help="EquiReg form (default equi)")
     p.add_argument("--lam", type=float, default=0.001, help="EquiReg weight lambda (default 0.001)")
     p.add_argument("--task", required=True, help="an operator name (operators.OPERATORS), embedded defaults")
-    p.add_argument("--n", type=int, default=4, help="number of validation images (default 4)")
+    p.add_argument("--n", type=int, default=4, help="number of images, the first n of --split (default 4)")
+    p.add_argument("--split", default="report", help="embedded split: report (iid, default), report_ood, tune, tune_ood")
     p.add_argument("--steps", type=int, default=20, help="solver steps (default 20)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--step-size", type=float, default=None,
@@ -70,24 +72,6 @@ def resolve_device(name: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine")
     return dev
-
-
-TUNED_SPEC = Path(__file__).resolve().parents[2] / "configs" / "solvers-table.yaml"
-
-
-def tuned_settings(solver: str, task: str, path: Path = TUNED_SPEC) -> tuple[float | None, dict]:
-    """(step size, options) of ``solver`` on ``task`` in the embedded solver table, or (None, {})."""
-    if not path.exists():
-        return None, {}
-    import yaml
-
-    from orchestrator.spec import SolverSpec
-
-    for entry in yaml.safe_load(path.read_text()).get("solvers", []):
-        if entry.get("name") == solver:
-            sol = SolverSpec.model_validate(entry)
-            return float(sol.step_sizes_for(task)[0]), dict(sol.options)
-    return None, {}
 
 
 def parse_options(items: list[str]) -> dict:
@@ -137,10 +121,10 @@ def save_grid(path: Path, columns: list, upscale: int = 4) -> None:
 def run(args) -> int:
     import torch
 
-    from operators import EMBEDDED_DEFAULTS, OPERATORS, add_noise, build_operator
+    from operators import OPERATORS
     from orchestrator.metrics import Metrics
     from solvers import SOLVERS, RegularizerSpec, RowBatch, solve
-    from solvers.embedded.data import load_split
+    from orchestrator.problem import make_measurement, task_params
     from solvers.rng import make_generators
 
     if args.threads:
@@ -151,23 +135,30 @@ def run(args) -> int:
         raise ValueError(f"unknown task {args.task!r}; allowed: {sorted(OPERATORS)}")
     if args.lam < 0:
         raise ValueError("--lam must be >= 0")
+    from orchestrator import data as _data
+
+    sizes = _data.info("embedded").sizes
+    if args.split not in sizes or args.split == "train":
+        raise ValueError(f"--split {args.split!r}: allowed: {sorted(s for s in sizes if s != 'train')}")
+    if not 1 <= args.n <= sizes[args.split]:
+        raise ValueError(f"--n {args.n}: allowed 1..{sizes[args.split]} for split {args.split!r}")
     dev = resolve_device(args.device)
     info = SOLVERS[args.solver]
     tuned_step, tuned_options = (None, {}) if args.no_tuned else tuned_settings(args.solver, args.task)
     options = {**tuned_options, **parse_options(args.option)}
-    step_size = args.step_size if args.step_size is not None else tuned_step
+    step_size = args.step_size if args.step_size is not None else (
+        tuned_step if tuned_step is not None else default_step_size(args.solver, SOLVERS[args.solver], args.task, embedded=False))
     space = "latent" if info.space == "latent" else "pixel"
     reg_on = args.regularizer != "none"
-    mpe = args.mpe or ("autoencoder" if args.regularizer == "equicon" else "decoder" if space == "latent" else "encoder")
+    mpe = args.mpe or default_mpe(space, args.regularizer)
 
-    x_true = load_split("val", args.n).to(dev)
+    split = args.split
+    m = make_measurement("embedded", split, range(args.n), args.task, task_params("embedded", args.task),
+                         args.sigma_y, seed=args.seed, device=dev)
+    x_true, op, y, naive = m.x_true, m.operator, m.y, m.naive
     prior, autoencoder = _load_models(space, args.weights, reg_on and space == "pixel", dev)
     B = x_true.shape[0]
     seeds = [row_seed("solve-cli", args.task, i, args.seed) for i in range(B)]
-    op = build_operator(args.task, tuple(x_true.shape[1:]), seeds=seeds, device=dev, **EMBEDDED_DEFAULTS[args.task])
-    with torch.no_grad():
-        y = add_noise(op.forward(x_true), args.sigma_y, make_generators([s + 1 for s in seeds], dev))
-        naive = op.naive_inverse(y)
 
     params = {}
     if step_size is not None or "step_size" in info.row_params:

@@ -61,8 +61,12 @@ AUTOENCODER_VARIANTS = {
 #: the variant ``select_autoencoder`` kept for the shipped weights (MODEL_CARD.md)
 SHIPPED_AUTOENCODER = "f2c4"
 AUTOENCODER = AUTOENCODER_VARIANTS[SHIPPED_AUTOENCODER]
-#: the floor of ``select_autoencoder``: 3 dB above the embedded blurred measurement's PSNR (24.7 dB)
+#: the floor of ``select_autoencoder``: 3 dB above the embedded blurred measurement's PSNR on photos (24.7 dB)
 MIN_RECON_PSNR = 28.0
+#: variants ``select_autoencoder`` trains by default. On the photo world both f4 variants missed the floor
+#: (25.0 and 26.4 dB against f2c4's 29.0), so on the dead-leaves world (sharper edges) only f2c4 is trained,
+#: a choice fixed before training; the floor is still checked, on the tune split, and reported.
+SELECTED_VARIANTS = ("f2c4",)
 
 
 def latent_unet_config(vae_config: dict) -> dict:
@@ -81,9 +85,23 @@ PIXEL_SCHEDULE = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, 
 LATENT_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear")
 
 
-def _flip_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _d4_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each image under a uniformly random element of D4 (the dead-leaves law is D4-invariant)."""
+    k = torch.randint(0, 4, (x.shape[0],), generator=gen)
     flip = torch.rand(x.shape[0], generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return torch.stack([torch.rot90(v, int(r), (-2, -1)) for v, r in zip(x, k)])
+
+
+def _host(device) -> dict:
+    """Where a model is being trained (written into its log and the model card)."""
+    import os
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return {"device": str(dev), "name": torch.cuda.get_device_name(dev)}
+    return {"device": "cpu", "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
 class _EMA:
@@ -128,7 +146,7 @@ def train_diffusion(model, images: torch.Tensor, schedule_cfg: dict, steps: int,
         idx = torch.randint(0, images.shape[0], (batch,), generator=gen)
         x0 = images[idx]
         if flip:
-            x0 = _flip_batch(x0, gen)
+            x0 = _d4_batch(x0, gen)
         t = torch.randint(0, abar.numel(), (batch,), generator=gen)
         n = torch.randn(x0.shape, generator=gen)
         a = abar[t].view(-1, 1, 1, 1)
@@ -163,7 +181,7 @@ def train_autoencoder_model(images: torch.Tensor, steps: int, batch: int, lr: fl
     history, loss_sum, count, t0 = [], 0.0, 0, time.time()
     for step in range(1, steps + 1):
         idx = torch.randint(0, images.shape[0], (batch,), generator=gen)
-        x = _flip_batch(images[idx], gen).to(device)
+        x = _d4_batch(images[idx], gen).to(device)
         post = model.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen).to(device)
         rec = model.decode(z).sample
@@ -187,19 +205,20 @@ def _save_scheduler(path: Path, cfg: dict):
     DDPMScheduler(**cfg, clip_sample=False).save_pretrained(path / "scheduler")
 
 
-def train_pixel(out: Path = WEIGHTS_DIR, steps: int = 3000, batch: int = 32, lr: float = 3e-4, seed: int = 0,
-                device: str = "cpu") -> dict:
+def train_pixel(out: Path = WEIGHTS_DIR, steps: int = 2500, batch: int = 32, lr: float = 5e-4, seed: int = 0,
+                device: str = "cpu", n_images: int | None = None) -> dict:
     from diffusers import UNet2DModel
 
     torch.manual_seed(seed)
-    images = data.load_split("train")
+    images = data.load_split("train", n=n_images)
+    host = _host(device)
     ema, history = train_diffusion(UNet2DModel(**PIXEL_UNET), images, PIXEL_SCHEDULE, steps, batch, lr, seed, "pixel",
                                    flip=True, device=device)
     target = Path(out) / "pixel"
     ema.save_pretrained(target / "unet")
     _save_scheduler(target, PIXEL_SCHEDULE)
     (target / "train_log.json").write_text(json.dumps({"steps": steps, "batch": batch, "lr": lr, "seed": seed,
-                                                       "device": str(device), "history": history}, indent=1))
+                                                       "device": str(device), "host": host, "history": history}, indent=1))
     return {"pixel_final_loss": history[-1]["loss"], "pixel_seconds": history[-1]["seconds"]}
 
 
@@ -222,63 +241,69 @@ def _save_autoencoder(model, history: list, out: Path, record: dict) -> None:
 
 
 def train_autoencoder(out: Path = WEIGHTS_DIR, steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int = 1,
-                      variant: str = SHIPPED_AUTOENCODER, device: str = "cpu") -> dict:
+                      variant: str = SHIPPED_AUTOENCODER, device: str = "cpu", n_images: int | None = None) -> dict:
     """One autoencoder variant, saved as the embedded MPE function (no reconstruction floor)."""
     if variant not in AUTOENCODER_VARIANTS:
         raise ValueError(f"unknown autoencoder variant {variant!r}; allowed: {list(AUTOENCODER_VARIANTS)}")
-    return select_autoencoder(out, steps, batch, lr, seed, variants=(variant,), min_psnr=-math.inf, device=device)
+    return select_autoencoder(out, steps, batch, lr, seed, variants=(variant,), min_psnr=-math.inf, device=device,
+                              n_images=n_images)
 
 
-def select_autoencoder(out: Path = WEIGHTS_DIR, steps: int = 3000, batch: int = 128, lr: float = 1e-3, seed: int = 1,
-                       variants=tuple(AUTOENCODER_VARIANTS), min_psnr: float = MIN_RECON_PSNR,
-                       device: str = "cpu") -> dict:
+def select_autoencoder(out: Path = WEIGHTS_DIR, steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int = 1,
+                       variants=SELECTED_VARIANTS, min_psnr: float = MIN_RECON_PSNR,
+                       device: str = "cpu", n_images: int | None = None) -> dict:
     """Train the candidate autoencoders in order (most compressive first) and keep the first whose
-    validation reconstruction PSNR reaches ``min_psnr`` (else the best one). The rule was fixed
-    before any solver ran on the result; every candidate's PSNR is logged with the choice."""
-    images, val = data.load_split("train"), data.load_split("val")
+    *tune-split* reconstruction PSNR reaches ``min_psnr`` (else the best one). The rule was fixed
+    before any solver ran on the result; every candidate's PSNR is logged with the choice. The
+    report splits are never seen here."""
+    images, val = data.load_split("train", n=n_images), data.load_split("tune")
+    host = _host(device)
     tried, chosen = {}, None
     for name in variants:
         model, history = train_autoencoder_model(images, steps, batch, lr, seed, config=AUTOENCODER_VARIANTS[name],
                                                  device=device)
         psnr = reconstruction_psnr(model, val)
-        tried[name] = {"val_recon_psnr": psnr, "final_loss": history[-1]["loss"], "seconds": history[-1]["seconds"]}
-        print(f"[autoencoder {name}] validation reconstruction PSNR {psnr:.2f} dB", flush=True)
+        tried[name] = {"tune_recon_psnr": psnr, "final_loss": history[-1]["loss"], "seconds": history[-1]["seconds"]}
+        print(f"[autoencoder {name}] tune-split reconstruction PSNR {psnr:.2f} dB", flush=True)
         if chosen is None or psnr > chosen[2] or psnr >= min_psnr:
             chosen = (name, model, psnr, history)
         if psnr >= min_psnr:
             break
     name, model, psnr, history = chosen
     _save_autoencoder(model, history, out, {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "variant": name,
-                                            "device": str(device), "val_recon_psnr": psnr, "min_psnr": min_psnr,
+                                            "device": str(device), "host": host, "tune_recon_psnr": psnr,
+                                            "min_psnr": min_psnr,
                                             "candidates": tried})
-    return {"autoencoder_variant": name, "autoencoder_val_psnr": psnr, "autoencoder_candidates": tried,
+    return {"autoencoder_variant": name, "autoencoder_tune_psnr": psnr, "autoencoder_candidates": tried,
             "autoencoder_final_loss": history[-1]["loss"], "autoencoder_seconds": history[-1]["seconds"]}
 
 
 @torch.no_grad()
-def encode_bank(vae, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Posterior means of the images and of their mirror images (the latent training set)."""
-    both = torch.cat([images, images.flip(-1)])
+def encode_bank(vae, images: torch.Tensor, chunk: int = 256, seed: int = 5) -> torch.Tensor:
+    """Posterior means of the images and of one random D4 transform of each (the latent training set:
+    a latent cannot be rotated, so the group enters through the images)."""
+    both = torch.cat([images, _d4_batch(images, torch.Generator().manual_seed(seed))])
     return torch.cat([vae.encode(both[i: i + chunk]).latent_dist.mean for i in range(0, len(both), chunk)])
 
 
-def train_latent(out: Path = WEIGHTS_DIR, steps: int = 4000, batch: int = 256, lr: float = 3e-4, seed: int = 2,
-                 device: str = "cpu") -> dict:
+def train_latent(out: Path = WEIGHTS_DIR, steps: int = 2000, batch: int = 64, lr: float = 5e-4, seed: int = 2,
+                 device: str = "cpu", n_images: int | None = None) -> dict:
     """The latent prior on the saved autoencoder's latents (its shape follows the autoencoder)."""
     from diffusers import AutoencoderKL, UNet2DModel
 
     target = Path(out) / "latent"
     vae = AutoencoderKL.from_pretrained(target / "vae").eval()
-    latents = encode_bank(vae, data.load_split("train"))
+    latents = encode_bank(vae, data.load_split("train", n=n_images))
     scale = float(1.0 / latents.std())
     (target / "latent_scale.json").write_text(json.dumps({"scale": scale}))
     unet = UNet2DModel(**latent_unet_config(dict(vae.config)))
+    host = _host(device)
     ema, history = train_diffusion(unet, latents * scale, LATENT_SCHEDULE, steps, batch, lr, seed, "latent", flip=False,
                                    device=device)
     ema.save_pretrained(target / "unet")
     _save_scheduler(target, LATENT_SCHEDULE)
     (target / "train_log.json").write_text(json.dumps({"steps": steps, "batch": batch, "lr": lr, "seed": seed, "scale": scale,
-                                                       "device": str(device), "history": history}, indent=1))
+                                                       "device": str(device), "host": host, "history": history}, indent=1))
     return {"latent_final_loss": history[-1]["loss"], "latent_seconds": history[-1]["seconds"], "latent_scale": scale}
 
 
