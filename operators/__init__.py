@@ -6,13 +6,13 @@
 Importing the package registers every operator module in `OPERATORS`.
 """
 from . import blur, hdr, identity, inpainting, nonlinear_blur, phase_retrieval, super_resolution  # noqa: F401  (registration)
-from .base import Operator
+from .base import Operator, cg_pseudo_inverse
 from .groups import GROUPS, Group, build_group
 from .noise import add_noise
 from .nonlinear_blur import train_blur_net
 from .registry import EMBEDDED_DEFAULTS, OPERATORS, build_operator
 
 __all__ = [
-    "Operator", "OPERATORS", "EMBEDDED_DEFAULTS", "build_operator", "add_noise",
+    "Operator", "cg_pseudo_inverse", "OPERATORS", "EMBEDDED_DEFAULTS", "build_operator", "add_noise",
     "GROUPS", "Group", "build_group", "train_blur_net",
 ]

@@ -102,6 +102,61 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# ---------------------------------------------------------------------------------------------
+# the pseudo-inverse of any linear operator, by conjugate gradients
+# ---------------------------------------------------------------------------------------------
+def _rows_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
+
+
+def _normal_cg(op, r: torch.Tensor, iters: int) -> torch.Tensor:
+    """``u ~= (A A^T)^{-1} r`` per row by ``iters`` steps of conjugate gradients from ``u = 0``.
+
+    Textbook CG (Hestenes-Stiefel) on the symmetric positive semi-definite ``A A^T``; every scalar
+    is per row, a row whose residual reached zero stops moving (no division by zero, no host sync).
+    """
+    u = torch.zeros_like(r)
+    res, p = r.clone(), r.clone()
+    rs = _rows_dot(res, res)
+    for _ in range(iters):
+        ap = op.forward(op.transpose(p))
+        pap = _rows_dot(p, ap)
+        alpha = torch.where(pap > 0, rs / pap.clamp_min(torch.finfo(r.dtype).tiny), torch.zeros_like(rs))
+        u = u + alpha * p
+        res = res - alpha * ap
+        rs_new = _rows_dot(res, res)
+        beta = torch.where(rs > 0, rs_new / rs.clamp_min(torch.finfo(r.dtype).tiny), torch.zeros_like(rs))
+        p, rs = res + beta * p, rs_new
+    return u
+
+
+class _NormalSolve(torch.autograd.Function):
+    """``(A A^T)^{-1} r`` with the exact backward: the map is symmetric, so its vector-Jacobian
+    product is another solve (no graph through the CG iterations)."""
+
+    @staticmethod
+    def forward(ctx, r, op, iters):
+        ctx.op, ctx.iters = op, iters
+        with torch.no_grad():
+            return _normal_cg(op, r, iters)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _NormalSolve.apply(grad, ctx.op, ctx.iters), None, None
+
+
+def cg_pseudo_inverse(op, y: torch.Tensor, iters: int = 100) -> torch.Tensor:
+    """``A^+ y = A^T (A A^T)^{-1} y`` for a linear ``op`` of full row rank, by CG on the normal
+    equations of the second kind (CGNE / Craig's method, Saad, *Iterative Methods for Sparse Linear
+    Systems*, 2nd ed., Sec. 8.3): the minimum-norm ``x`` with ``A x = y``. Needs only ``forward``
+    and ``transpose`` (the true adjoint), so it serves operators without a closed form (blur),
+    differentiable in ``y``. Accuracy follows the conditioning of ``A A^T`` and ``iters``; a
+    closed form, where an operator has one, is ``op.pseudo_inverse``."""
+    if not getattr(op, "linear", False):
+        raise NotImplementedError(f"{getattr(op, 'name', op)!r} is non-linear: it has no pseudo-inverse")
+    return op.transpose(_NormalSolve.apply(y, op, int(iters)))
+
+
 class Operator:
     """Base class: batched, differentiable, device-agnostic ``y = A(x)`` on ``(B, C, H, W)`` images.
 

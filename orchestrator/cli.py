@@ -3,34 +3,96 @@
 Each module named in ``COMMAND_MODULES`` exposes ``register(subparsers)``, adds its parser and sets
 ``func`` (a callable taking the parsed args and returning an exit code). Adding a command never
 touches another command's code.
+
+``main`` is the one place that turns mistakes into messages: flags that mean the same in every
+command are range-checked (``FLAG_RULES``), output folders that are files and store paths that
+do not exist are refused before the command runs, and the error classes an ordinary mistake
+raises print one line, ``equibench CMD: error: ...``, exit 2, never a traceback (set
+``EQUIBENCH_TRACEBACK=1`` to see one). Ctrl-C prints what was stored and exits 130.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
 
 COMMAND_MODULES = (
     "orchestrator.commands.run",  # run, status, query
+    "orchestrator.commands.plan",  # plan: what a run would compute, computing nothing
+    "orchestrator.commands.export",  # export: a query's result as CSV/Parquet outside the store
+    "orchestrator.commands.listing",  # list: solvers, operators, groups, metrics, datasets; spec: the field reference
     "orchestrator.commands.solve",  # solve: one solver on a few images, PNG grid + metrics
     "orchestrator.commands.report",  # report: tables and figures
     "orchestrator.commands.tune",  # tune: Ray Tune search
     "orchestrator.commands.train",  # train-embedded: the embedded world's models
 )
 
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+#: Flags (argparse dests) with one meaning in every command: dest -> (check, what is allowed).
+FLAG_RULES = {
+    "actors": (lambda v: v >= 1, "an integer >= 1"),
+    "sigma_y": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    "lam": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    "step_size": (lambda v: _finite(v) and v > 0, "a number > 0"),
+    "n": (lambda v: v >= 1, "an integer >= 1"),
+    "steps": (lambda v: v >= 1, "an integer >= 1"),
+    "threads": (lambda v: v >= 1, "an integer >= 1"),
+    "resamples": (lambda v: v >= 1, "an integer >= 1"),
+    "max_rows": (lambda v: v >= 1, "an integer >= 1"),
+    "sample_ids": (lambda v: all(i >= 0 for i in v), "integers >= 0"),
+}
+#: Commands whose ``--out`` is a folder they write into (a file there is refused before compute).
+OUT_DIR_COMMANDS = ("solve", "report", "tune", "train-embedded")
+#: Commands that only read ``--store`` (a mistyped path is an error, never an empty store).
+READ_STORE_COMMANDS = ("status", "query", "report", "export")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="equibench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="equibench", description=__doc__.splitlines()[0],
+                                     epilog="`equibench COMMAND --help` for each command; spec fields: "
+                                            "`equibench spec --fields` or docs/SPEC-REFERENCE.md")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # command not built yet: leave it out
-                continue
-            raise
-        module.register(subparsers)
+    for name in COMMAND_MODULES:  # a missing or broken command module is an error, never skipped
+        importlib.import_module(name).register(subparsers)
     return parser
+
+
+def check_args(args) -> None:
+    """The checks every command shares, before it runs (ValueError naming the flag)."""
+    for dest, (ok, allowed) in FLAG_RULES.items():
+        value = getattr(args, dest, None)
+        if value is not None and not ok(value):
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(f"{flag} {value if not isinstance(value, list) else ' '.join(map(str, value))}: allowed: {allowed}")
+    out = getattr(args, "out", None)
+    if args.command in OUT_DIR_COMMANDS and out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file; give a folder to write into (checked before any compute)")
+    if args.command in READ_STORE_COMMANDS and getattr(args, "store", None):
+        from orchestrator.store_files import check_readable
+
+        check_readable(args.store)
+
+
+def _message(exc: BaseException) -> str:
+    from orchestrator.spec import SpecError
+
+    if isinstance(exc, SpecError) and len(exc.errors) == 1:
+        head = str(exc).splitlines()[0].split(" (", 1)[0]
+        field, msg = exc.errors[0]
+        return f"{head}: {field}: {msg}"
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, ConnectionError):
+        return f"cannot connect to Ray: {str(exc).splitlines()[0]}"
+    return str(exc) or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,12 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
+        check_args(args)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: a clear message, no traceback
-        print(f"equibench {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as exc:  # the rows stored so far stay; a rerun resumes
+        msg = str(exc) or "interrupted; nothing stored is lost, rerun the same command to resume"
+        print(f"equibench {args.command}: {msg}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError) as exc:  # bad input (ConnectionError, PermissionError, ... are OSErrors)
+        if os.environ.get("EQUIBENCH_TRACEBACK"):
+            raise
+        print(f"equibench {args.command}: error: {_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -11,16 +11,16 @@ only, with its irrelevant fields (mpe, group, schedule, ...) blanked, so two spe
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from solvers.rng import row_seed
 from orchestrator.spec import SweepSpec, solver_space
 from orchestrator import backend as _backend
-from orchestrator import data as _data
 from orchestrator import problem as _problem
 from orchestrator.defaults import default_mpe, default_step_size
 
@@ -65,13 +65,14 @@ class Config:
     def canonical(self) -> dict:
         """The fields that identify the config; ``solver_noise`` only when not the default, so the
         ids of every config stored before that field existed are unchanged."""
-        d = asdict(self)
+        d = {f: getattr(self, f) for f in _FIELD_NAMES}  # shallow: asdict's deep copy cost ~half of expand
+        d["solver_options"], d["op_params"] = dict(self.solver_options), dict(self.op_params)
         if d["solver_noise"] == "per_config":
             del d["solver_noise"]
         return d
 
-    @property
-    def config_id(self) -> str:
+    @functools.cached_property
+    def config_id(self) -> str:  # cached in the instance (frozen dataclasses allow it): hashed once
         return stable_hash(self.canonical())
 
     def to_json(self) -> str:
@@ -86,6 +87,9 @@ class Config:
             "step_size": self.step_size, "task": self.task, "sigma_y": self.sigma_y,
             "num_steps": self.num_steps, "seed": self.seed, "config_json": self.to_json(),
         }
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Config))
 
 
 def sample_ids(spec: SweepSpec) -> list[int]:
@@ -104,6 +108,8 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
     solvers = _backend.resolve(backend).SOLVERS
     out: dict[str, Config] = {}
     for sol, task, reg in itertools.product(spec.solvers, spec.tasks, spec.regularizers):
+        if not sol.runs_task(task.label):
+            continue
         space = solver_space(solvers[sol.name], spec.prior)
         prior_ref = getattr(spec.prior, space).path
         active = reg.kind != "none"
@@ -116,7 +122,7 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
             schedule=reg.schedule if active else None, reduction=reg.reduction if active else None,
             freq=reg.freq if active else None, cutoff_frac=reg.cutoff_frac if active else None,
         )
-        lambdas = reg.lambdas if active else [0.0]
+        lambdas = reg.lambdas_for(sol.name) if active else [0.0]
         # the dataset's size-appropriate operator defaults, overridden by the task's own params;
         # resolved here so the stored config (and its id) says exactly what ran
         op_params = _problem.task_params(spec.dataset.name, task.operator, task.params)

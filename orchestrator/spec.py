@@ -33,6 +33,9 @@ ROW_METRICS = ("psnr", "ssim", "lpips", "rel_l2")
 SET_METRICS = ("fid", "kid")
 METRICS = ROW_METRICS + SET_METRICS
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: Longest run name (it names store files; ``orchestrator.store_files.MAX_ID_LEN``).
+MAX_NAME_LEN = 100
+SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 class SpecError(ValueError):
@@ -148,6 +151,12 @@ class SolverSpec(_Model):
     #: tune the guidance step per task (EquiReg Table 8), so one sweep can carry every task's value
     task_step_sizes: dict[str, list[float]] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: task labels this solver runs (None: every task of the spec); a classical baseline supports only
+    #: some operators (``SolverInfo.tasks``) and must name its tasks when the spec has others
+    tasks: Optional[list[str]] = Field(None, min_length=1)
+
+    def runs_task(self, task_label: str) -> bool:
+        return self.tasks is None or task_label in self.tasks
 
     @field_validator("num_steps", "step_sizes", mode="before")
     @classmethod
@@ -195,6 +204,9 @@ class RegSpec(_Model):
     mpe: Optional[Literal["decoder", "encoder", "autoencoder"]] = None
     group: str = "hflip"
     lambdas: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    #: per-solver lambdas (solver name -> values) replacing ``lambdas`` for that solver: the penalty's
+    #: influence differs by orders of magnitude between solvers (calibrated ranges, README)
+    solver_lambdas: dict[str, list[float]] = Field(default_factory=dict)
     schedule: Optional[Literal["constant", "cutoff", "noise_sqrt", "noise_sigma"]] = Field(
         None, description="None: the solver's paper default")
     reduction: Literal["norm", "sqnorm", "mse"] = "norm"
@@ -213,6 +225,23 @@ class RegSpec(_Model):
         if bad:
             raise ValueError(f"lambdas must be >= 0, got {bad}")
         return v
+
+    @field_validator("solver_lambdas", mode="before")
+    @classmethod
+    def _listify_solvers(cls, v):
+        return {k: ([x] if isinstance(x, (int, float)) else x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    @field_validator("solver_lambdas")
+    @classmethod
+    def _solver_lambdas(cls, v):
+        for name, lams in v.items():
+            if not lams or any(x < 0 for x in lams):
+                raise ValueError(f"solver_lambdas[{name!r}] must be a non-empty list of values >= 0, got {lams}")
+        return v
+
+    def lambdas_for(self, solver: str) -> list[float]:
+        """The lambdas this regularizer runs with ``solver``."""
+        return self.solver_lambdas.get(solver, self.lambdas)
 
 
 class Resources(_Model):
@@ -241,9 +270,22 @@ class SweepSpec(_Model):
     #: first landing's default; its rows stay readable and reports label them unpaired)
     solver_noise: Literal["per_config", "shared"] = "shared"
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_is_text(cls, v):
+        if isinstance(v, bool):
+            raise ValueError(f"YAML read the name as the boolean {str(v).lower()} (yes/no/on/off/true/false are "
+                             f"booleans in YAML); quote it, e.g. name: \"{'yes' if v else 'no'}\"")
+        if isinstance(v, (int, float)):
+            raise ValueError(f"YAML read the name as the number {v!r}; quote it, e.g. name: \"{v}\"")
+        return v
+
     @field_validator("name")
     @classmethod
     def _name(cls, v):
+        if len(v) > MAX_NAME_LEN:
+            raise ValueError(f"the name is {len(v)} characters long; allowed: at most {MAX_NAME_LEN} "
+                             "(it names files in the store)")
         if not _NAME_RE.match(v):
             raise ValueError(f"{v!r} is not a valid run name: letters, digits, '_', '-', '.'")
         return v
@@ -256,6 +298,8 @@ class SweepSpec(_Model):
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, v):
+        if not v:
+            raise ValueError(f"metrics is empty: a run would store no measurement; {_allowed(METRICS)}")
         bad = [m for m in v if m not in METRICS]
         if bad:
             raise ValueError(f"unknown metrics {bad}; {_allowed(METRICS)}")
@@ -401,10 +445,21 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
         unknown_tasks = sorted(set(sol.task_step_sizes) - set(labels))
         if unknown_tasks:
             errors.append((f"solvers[{j}].task_step_sizes", f"unknown task(s) {unknown_tasks}; {_allowed(labels)}"))
+        unknown_run = sorted(set(sol.tasks or []) - set(labels))
+        if unknown_run:
+            errors.append((f"solvers[{j}].tasks", f"unknown task(s) {unknown_run}; {_allowed(labels)}"))
         if sol.name not in solvers:
             errors.append((f"solvers[{j}].name", f"unknown solver {sol.name!r}; {_allowed(sorted(solvers))}"))
             continue
         entry = solvers[sol.name]
+        supports = getattr(entry, "supports", None)
+        if supports is not None:
+            ops = {t.label: t.operator for t in spec.tasks}
+            bad = [lab for lab in labels if sol.runs_task(lab) and not supports(ops[lab])]
+            if bad:
+                ok = [lab for lab in labels if supports(ops[lab])]
+                errors.append((f"solvers[{j}].tasks", f"{sol.name!r} does not support task(s) {bad}; give "
+                               f"solvers[{j}].tasks: the spec's tasks it supports are {ok or 'none'}"))
         space = solver_space(entry, spec.prior)
         if space is None:
             have = [k for k in ("pixel", "latent") if getattr(spec.prior, k) is not None]
@@ -424,10 +479,14 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
                         errors.append((f"solvers[{j}].options", str(exc)))
         if getattr(entry, "needs_transpose", False):
             for i, ht in has_transpose.items():
-                if not ht:
+                if not ht and sol.runs_task(spec.tasks[i].label):
                     errors.append((f"solvers[{j}].name", f"{sol.name!r} needs operator.transpose but tasks[{i}].operator {spec.tasks[i].operator!r} has none; allowed solvers for this task: {sorted(n for n, e in solvers.items() if not getattr(e, 'needs_transpose', False))}"))
     # regularizers: groups, mpe per space
+    spec_solvers = [s.name for s in spec.solvers]
     for k, reg in enumerate(spec.regularizers):
+        unknown = sorted(set(reg.solver_lambdas) - set(spec_solvers))
+        if unknown:
+            errors.append((f"regularizers[{k}].solver_lambdas", f"unknown solver(s) {unknown}; {_allowed(spec_solvers)}"))
         if reg.kind == "none":
             continue
         if reg.group not in groups:
@@ -470,19 +529,61 @@ def _format_pydantic(exc: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # an unhashable key: the base loader reports it
+            if key in seen:
+                raise SpecError([("<yaml>", f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                                  f"{seen[key] + 1}); YAML would keep only the last one: remove one")])
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, source: str | None = None):
+    """YAML text as Python data; ``SpecError`` for a syntax error or a duplicate key."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except SpecError as exc:
+        raise SpecError(exc.errors, source) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([("<yaml>", str(exc).replace("\n", " "))], source) from None
+
+
+def _looks_like_path(data: str) -> bool:
+    return "\n" not in data and (data.endswith(SPEC_SUFFIXES) or Path(data).exists() or ":" not in data)
+
+
+def read_spec_file(path: Path) -> str:
+    """The text of a spec file, or an error naming what is wrong with the path."""
+    if path.is_dir():
+        raise SpecError([("<path>", f"{path} is a directory; give a spec file ({', '.join(SPEC_SUFFIXES)})")], str(path))
+    if not path.exists():
+        raise FileNotFoundError(f"spec file not found: {path}")
+    if path.suffix not in SPEC_SUFFIXES:
+        raise SpecError([("<path>", f"{path.name} does not end in {' or '.join(SPEC_SUFFIXES)}; allowed: a YAML spec file "
+                         f"(rename it to {path.stem if path.suffix == '.txt' else path.name}.yaml?)")], str(path))
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise SpecError([("<path>", f"{path} is not a text file")], str(path)) from None
+
+
 def parse(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None) -> SweepSpec:
     """A validated ``SweepSpec`` from a dict, a YAML file path or YAML text; ``SpecError`` otherwise."""
-    if isinstance(data, Path) or (isinstance(data, str) and "\n" not in data and data.endswith((".yaml", ".yml"))):
+    if isinstance(data, Path) or (isinstance(data, str) and _looks_like_path(data)):
         path = Path(data)
-        if not path.exists():
-            raise FileNotFoundError(f"spec file not found: {path}")
         source = source or str(path)
-        data = path.read_text()
+        data = read_spec_file(path)
     if isinstance(data, str):
-        try:
-            data = yaml.safe_load(data)
-        except yaml.YAMLError as exc:
-            raise SpecError([("<yaml>", str(exc).replace("\n", " "))], source) from None
+        data = load_yaml(data, source)
     if not isinstance(data, dict):
         raise SpecError([("<spec>", f"expected a mapping at the top level, got {type(data).__name__}")], source)
     try:
@@ -492,6 +593,29 @@ def parse(data: Union[dict, str, Path], backend: str | None = None, source: str 
     errors = check(spec, backend)
     if errors:
         raise SpecError(errors, source)
+    return spec
+
+
+def check_sweep(spec: SweepSpec) -> list[tuple[str, str]]:
+    """Problems of a spec meant for ``run`` / ``plan`` (not for ``tune``, whose lambdas are searched)."""
+    errors = []
+    for k, reg in enumerate(spec.regularizers):
+        given = "lambdas" in reg.model_fields_set
+        if reg.kind == "none" and given and any(x != 0 for x in reg.lambdas):
+            errors.append((f"regularizers[{k}].lambdas", f"{reg.lambdas} with kind none would be ignored (the baseline "
+                           "runs lambda 0 only); move them to a kind: equi or equicon entry"))
+        elif reg.kind != "none" and not given:
+            errors.append((f"regularizers[{k}].lambdas", f"kind {reg.kind} needs lambdas (e.g. lambdas: [0.1, 1.0]); "
+                           "without them it would run lambda 0, the baseline, under the EquiReg label"))
+    return errors
+
+
+def parse_sweep(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None) -> SweepSpec:
+    """``parse`` plus ``check_sweep``: the spec of a run."""
+    spec = parse(data, backend, source)
+    errors = check_sweep(spec)
+    if errors:
+        raise SpecError(errors, source or (str(data) if isinstance(data, (str, Path)) else None))
     return spec
 
 

@@ -23,7 +23,6 @@ import os
 import socket
 import time
 import traceback
-import warnings
 from typing import Any
 
 import numpy as np
@@ -55,42 +54,12 @@ def _to_list(value, n: int) -> list:
     return out
 
 
-class _BasicMetrics:
-    """PSNR and relative L2 without any weights: used until/unless ``orchestrator.metrics`` loads."""
-
-    def __init__(self, device=None, **_):
-        self.device = device
-
-    @staticmethod
-    def psnr(x, ref):
-        import torch
-
-        mse = (((x.clamp(-1, 1) - ref) / 2) ** 2).reshape(x.shape[0], -1).mean(1)
-        return -10 * torch.log10(mse.clamp_min(1e-20))
-
-    @staticmethod
-    def rel_l2(x, ref):
-        d = (x - ref).reshape(x.shape[0], -1).norm(dim=1)
-        return d / ref.reshape(ref.shape[0], -1).norm(dim=1).clamp_min(1e-12)
-
-    ssim = lpips = None
-
-
 def build_metrics(device, weights: dict | None):
-    """``orchestrator.metrics.Metrics`` (LPIPS/Inception weights from files), else basic metrics."""
+    """``orchestrator.metrics.Metrics`` with LPIPS/Inception weights from files (absent: null + warning)."""
+    from orchestrator.metrics import Metrics
+
     weights = weights or {}
-    try:
-        from orchestrator.metrics import Metrics
-    except ImportError as exc:
-        warnings.warn(f"orchestrator.metrics unavailable ({exc}); computing psnr and rel_l2 only")
-        return _BasicMetrics(device)
-    kwargs = {"lpips_weights": weights.get("lpips")}
-    if weights.get("inception"):
-        kwargs["inception_weights"] = weights["inception"]
-    try:
-        return Metrics(device, **kwargs)
-    except TypeError:  # an older Metrics without inception_weights
-        return Metrics(device, lpips_weights=weights.get("lpips"))
+    return Metrics(device, lpips_weights=weights.get("lpips"), inception_weights=weights.get("inception"))
 
 
 def prior_loader_spec(space: str, path: str):
@@ -210,7 +179,6 @@ class WorkerCore:
         import torch
 
         n = x_hat.shape[0]
-        m = self.metrics
         res: dict[str, list] = {}
         with torch.no_grad():
             x = x_hat.detach().to(x_true.device, x_true.dtype)
@@ -230,12 +198,9 @@ class WorkerCore:
         return res
 
     def _per_image(self, x, ref, names) -> dict:
-        """``{name: per-row values}`` via ``Metrics.per_image`` (or the basic fallback's methods)."""
-        m = self.metrics
-        if hasattr(m, "per_image"):
-            names = [k for k in names if k in getattr(m, "names", names)]
-            return m.per_image(x, ref, names=names) if names else {}
-        return {k: getattr(m, k)(x, ref) for k in names if getattr(m, k, None) is not None}
+        """``{name: per-row values}`` via ``Metrics.per_image``."""
+        names = [k for k in names if k in self.metrics.names]
+        return self.metrics.per_image(x, ref, names=names) if names else {}
 
     def _images(self, unit: WorkUnit, x_hat, naive, x_true) -> dict:
         def np16(t):
@@ -262,19 +227,9 @@ class WorkerCore:
         xh = torch.as_tensor(np.asarray(x_hat, dtype=np.float32), device=self.device)
         xt = torch.as_tensor(np.asarray(x_true, dtype=np.float32), device=self.device)
         try:
-            if hasattr(m, "set_metrics"):
-                got = m.set_metrics(xh, xt) or {}
-                for k in ("fid", "kid_mean", "kid_std"):
-                    result[k] = _to_list(got.get(k), 1)[0]
-            else:
-                if "fid" in names and hasattr(m, "fid"):
-                    result["fid"] = _to_list(m.fid(xh, xt), 1)[0]
-                if "kid" in names and hasattr(m, "kid"):
-                    kid = m.kid(xh, xt)
-                    if isinstance(kid, (tuple, list)):
-                        result["kid_mean"], result["kid_std"] = (_to_list(v, 1)[0] for v in kid[:2])
-                    else:
-                        result["kid_mean"] = _to_list(kid, 1)[0]
+            got = m.set_metrics(xh, xt) or {}
+            for k in ("fid", "kid_mean", "kid_std"):
+                result[k] = _to_list(got.get(k), 1)[0]
         except Exception as exc:  # noqa: BLE001
             result["error"] = f"{type(exc).__name__}: {exc}"
         return result

@@ -15,7 +15,10 @@ One annealing loop serves both solvers (``daps`` on a pixel prior, ``latent_daps
 
 lr_k = lr * (1 + r_k (lr_min_ratio - 1)) decays linearly from ``lr`` to ``lr * lr_min_ratio``.
 The per-row ``lr`` is ``batch.params["step_size"]`` (else the ``step_size`` option, else the
-per-task default below). ``num_steps`` is the number of annealing levels N.
+task's own). The MCMC settings (K, lr, lr_min_ratio, momentum, algorithm) are one frozen
+``MCMCSettings`` per task (``solvers/daps_tasks.py``), chosen by ``task`` / ``operator.name``; an
+option (or a per-row lr) replaces only its own field of that task's object, and an unknown task
+raises. ``num_steps`` is the number of annealing levels N.
 
 Checked against zhangbingliang2019/DAPS (newest stored snapshot, commit 098df6b):
 ``sampler.py`` (``DAPS.sample`` / ``LatentDAPS.sample``: ODE from the level's sigma, MCMC, re-noise
@@ -35,7 +38,8 @@ driven through the continuous VP schedule beta_min 0.1, beta_d 19.9), and the co
 ``configs/sampler/edm_daps.yaml`` (pixel: N 200, sigma 100 -> 0.1, ODE 5 steps to 0.01),
 ``configs/sampler/latent_edm_daps.yaml`` and ``sd_edm_daps.yaml`` (latent: N 50, sigma 10 -> 0.1,
 ODE 2 steps to 0.001), ``configs/task/*.yaml`` (the per-task MCMC settings tabulated in
-``TASK_DEFAULTS``) and ``commands/*.sh`` (``num_runs=4`` only for phase retrieval: best of 4).
+``TASK_DEFAULTS``, ``solvers/daps_tasks.py``) and ``commands/*.sh`` (``num_runs=4`` only for phase
+retrieval: best of 4).
 
 Deviations and choices, each said here (options are named in ``*_DEFAULTS``):
 
@@ -72,7 +76,10 @@ Deviations and choices, each said here (options are named in ``*_DEFAULTS``):
   Scale: in the drift the penalty gradient sits next to the data term's ``1/tau^2 = 1e4`` and the
   prior term's ``1/sigma_k^2``, so a lambda that matters here is orders of magnitude larger than
   the paper's DPS/PSLD lambdas (the paper gives none for LatentDAPS); ``step`` gives lambda a unit
-  scale of its own.
+  scale of its own. Lambda's influence (``extras["influence_grad"]``): per row, the mean over the
+  MCMC steps where the penalty is on of ``||grad lambda_k R|| / ||grad ||A(x) - y||^2 / tau^2||``
+  (the likelihood part of the drift, after LatentDAPS's clamp; not the prior part); with
+  ``reg_attach="step"`` the denominator is that term's move ``lr_k`` times it.
 - **Small ODE levels.** ``ode_sigma_min`` may lie below the prior schedule's smallest sigma
   (LatentDAPS's 0.001; sqrt-linear LDM betas start at sigma 0.039, linear DDPM betas at 0.010).
   Euler never evaluates D at the final grid point, but intermediate ones can fall below that range
@@ -87,85 +94,23 @@ import math
 import torch
 
 from solvers.api import register_solver
+from solvers.daps_tasks import TASK_ALIASES, TASK_DEFAULTS, MCMCSettings, task_settings
+from solvers.equireg import row_norm, write_influence
 from solvers.rng import randn_rows
 from solvers.sampler import initial_noise, karras_sigmas, pf_ode_euler
 
-__all__ = ["TASK_DEFAULTS", "TASK_ALIASES", "PIXEL_DEFAULTS", "LATENT_DEFAULTS", "daps", "latent_daps",
-           "annealing_levels", "lr_ratios", "task_settings"]
+__all__ = ["TASK_DEFAULTS", "TASK_ALIASES", "MCMCSettings", "PIXEL_DEFAULTS", "LATENT_DEFAULTS", "daps",
+           "latent_daps", "annealing_levels", "lr_ratios", "task_settings"]
 
 # ----------------------------------------------------------------------------- official defaults
-#: MCMC settings per DAPS config group and task, from the DAPS repo's ``configs/task/*.yaml``
-#: (``mcmc_sampler_config``; tau is 0.01 everywhere). ``pixel``: the paper's pixel DAPS (Langevin);
-#: ``pixel_hmc``: the repo's HMC variant for pixel models; ``ldm``: LatentDAPS on LDM-VQ-4;
-#: ``sd``: LatentDAPS on Stable Diffusion (the repo uses sigma_y 0.01 there).
-#: Keys: mcmc_steps K, step_size lr, lr_min_ratio, momentum (HMC only), mc_algo.
-TASK_DEFAULTS: dict[str, dict[str, dict]] = {
-    "pixel": {
-        "down_sampling":   dict(mcmc_steps=100, step_size=1e-4, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-        "gaussian_blur":   dict(mcmc_steps=100, step_size=1e-4, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-        "inpainting_rand": dict(mcmc_steps=100, step_size=1e-4, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-        "inpainting":      dict(mcmc_steps=100, step_size=5e-5, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-        "motion_blur":     dict(mcmc_steps=100, step_size=5e-5, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-        "phase_retrieval": dict(mcmc_steps=100, step_size=5e-5, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-        "hdr":             dict(mcmc_steps=100, step_size=2e-5, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-        "nonlinear_blur":  dict(mcmc_steps=200, step_size=1e-5, lr_min_ratio=0.01, momentum=0.9, mc_algo="langevin"),
-    },
-    "pixel_hmc": {
-        "down_sampling":   dict(mcmc_steps=12, step_size=1.04e-4, lr_min_ratio=0.012, momentum=0.90, mc_algo="hmc"),
-        "gaussian_blur":   dict(mcmc_steps=82, step_size=4.04e-5, lr_min_ratio=0.011, momentum=0.10, mc_algo="hmc"),
-        "inpainting_rand": dict(mcmc_steps=11, step_size=3.56e-5, lr_min_ratio=0.015, momentum=0.80, mc_algo="hmc"),
-        "inpainting":      dict(mcmc_steps=84, step_size=1.15e-5, lr_min_ratio=0.014, momentum=0.003, mc_algo="hmc"),
-        "motion_blur":     dict(mcmc_steps=96, step_size=3.69e-5, lr_min_ratio=0.01, momentum=0.11, mc_algo="hmc"),
-        "phase_retrieval": dict(mcmc_steps=62, step_size=9.75e-6, lr_min_ratio=0.019, momentum=0.73, mc_algo="hmc"),
-        "hdr":             dict(mcmc_steps=100, step_size=2.18e-5, lr_min_ratio=0.013, momentum=0.23, mc_algo="hmc"),
-        "nonlinear_blur":  dict(mcmc_steps=85, step_size=1.20e-5, lr_min_ratio=0.012, momentum=0.46, mc_algo="hmc"),
-    },
-    "ldm": {
-        "down_sampling":   dict(mcmc_steps=24, step_size=1.35e-4, lr_min_ratio=0.023, momentum=0.86, mc_algo="hmc"),
-        "gaussian_blur":   dict(mcmc_steps=35, step_size=2.70e-6, lr_min_ratio=0.95, momentum=0.95, mc_algo="hmc"),
-        "inpainting_rand": dict(mcmc_steps=38, step_size=8.40e-6, lr_min_ratio=0.013, momentum=0.92, mc_algo="hmc"),
-        "inpainting":      dict(mcmc_steps=15, step_size=9.02e-6, lr_min_ratio=0.13, momentum=0.74, mc_algo="hmc"),
-        "motion_blur":     dict(mcmc_steps=49, step_size=2.4e-5, lr_min_ratio=0.041, momentum=0.45, mc_algo="hmc"),
-        "phase_retrieval": dict(mcmc_steps=65, step_size=2.1e-5, lr_min_ratio=0.12, momentum=0.41, mc_algo="hmc"),
-        "hdr":             dict(mcmc_steps=38, step_size=4.52e-6, lr_min_ratio=0.015, momentum=0.58, mc_algo="hmc"),
-        "nonlinear_blur":  dict(mcmc_steps=80, step_size=3.71e-6, lr_min_ratio=0.024, momentum=0.91, mc_algo="hmc"),
-    },
-    "sd": {
-        "down_sampling":   dict(mcmc_steps=30, step_size=1e-4, lr_min_ratio=1.0, momentum=0.45, mc_algo="hmc"),
-        "gaussian_blur":   dict(mcmc_steps=40, step_size=1e-5, lr_min_ratio=1.0, momentum=0.9, mc_algo="hmc"),
-        "inpainting_rand": dict(mcmc_steps=15, step_size=3e-5, lr_min_ratio=1.0, momentum=0.60, mc_algo="hmc"),
-        "inpainting":      dict(mcmc_steps=58, step_size=1.11e-6, lr_min_ratio=0.43, momentum=0.92, mc_algo="hmc"),
-        "motion_blur":     dict(mcmc_steps=30, step_size=2e-5, lr_min_ratio=1.0, momentum=0.85, mc_algo="hmc"),
-        "phase_retrieval": dict(mcmc_steps=95, step_size=1.10e-4, lr_min_ratio=0.027, momentum=0.47, mc_algo="hmc"),
-        "hdr":             dict(mcmc_steps=45, step_size=1.0e-5, lr_min_ratio=1.0, momentum=0.7, mc_algo="hmc"),
-        "nonlinear_blur":  dict(mcmc_steps=60, step_size=1e-5, lr_min_ratio=1.0, momentum=0.80, mc_algo="hmc"),
-    },
-}
-
-#: Operator/task names (EquiBench's and the DAPS repo's) -> DAPS config names. An operator whose
-#: name is not here (a custom operator) gets the ``down_sampling`` settings -- the repo's first
-#: linear task -- unless ``task`` or the individual options say otherwise.
-TASK_ALIASES: dict[str, str] = {
-    "down_sampling": "down_sampling", "super_resolution": "down_sampling", "sr": "down_sampling",
-    "sr4": "down_sampling", "bicubic_sr": "down_sampling",
-    "gaussian_blur": "gaussian_blur", "gaussian_deblur": "gaussian_blur",
-    "inpainting_rand": "inpainting_rand", "random_inpainting": "inpainting_rand",
-    "inpainting": "inpainting", "box_inpainting": "inpainting",
-    "motion_blur": "motion_blur", "motion_deblur": "motion_blur",
-    "phase_retrieval": "phase_retrieval",
-    "hdr": "hdr", "high_dynamic_range": "hdr",
-    "nonlinear_blur": "nonlinear_blur", "nonlinear_deblur": "nonlinear_blur",
-}
-FALLBACK_TASK = "down_sampling"
-
 _COMMON = {
-    # per-task MCMC settings: None = take them from TASK_DEFAULTS[config_set][task]
+    # per-task MCMC settings: None = the task's own field of TASK_DEFAULTS[config_set][task]
     "step_size": None,      # lr (per row via batch.params["step_size"])
     "mcmc_steps": None,     # K MCMC steps per level
     "lr_min_ratio": None,   # lr decays linearly to lr * lr_min_ratio
     "momentum": None,       # HMC damping m
     "mc_algo": None,        # "langevin" | "hmc"
-    "task": None,           # DAPS task name or alias; None = operator.name
+    "task": None,           # DAPS task name or alias; None = operator.name (unknown names raise)
     "tau": 0.01,            # data-term temperature (official 0.01 for every task)
     "rho": 7.0,             # Karras exponent of both grids (official poly-7)
     "grid": "endpoints",    # "endpoints" | "official" (see module docstring)
@@ -199,25 +144,6 @@ def lr_ratios(n: int, grid: str = "endpoints") -> list[float]:
     return [k / (n - 1) if n > 1 else 0.0 for k in range(n)]
 
 
-def _task_name(options: dict, operator) -> str | None:
-    name = options.get("task")
-    if name is None:
-        name = getattr(operator, "name", None)
-        return TASK_ALIASES.get(str(name).lower(), FALLBACK_TASK) if name is not None else FALLBACK_TASK
-    key = str(name).lower()
-    if key not in TASK_ALIASES:
-        raise ValueError(f"unknown DAPS task {name!r}; allowed: {sorted(TASK_ALIASES)}")
-    return TASK_ALIASES[key]
-
-
-def task_settings(options: dict, operator) -> dict:
-    """Resolved MCMC settings: explicit options over ``TASK_DEFAULTS[config_set][task]``."""
-    table = TASK_DEFAULTS[options["config_set"]][_task_name(options, operator)]
-    out = {k: (options[k] if options.get(k) is not None else v) for k, v in table.items()}
-    out["task"] = _task_name(options, operator)
-    return out
-
-
 def _validate(space: str):
     sets = ("pixel", "pixel_hmc") if space == "pixel" else ("ldm", "sd")
 
@@ -225,14 +151,14 @@ def _validate(space: str):
         if opts["config_set"] not in sets:
             raise ValueError(f"config_set must be one of {sets} for this solver, got {opts['config_set']!r}")
         st = task_settings(opts, batch.operator)  # raises on an unknown task
-        if st["mc_algo"] not in ("langevin", "hmc"):
-            raise ValueError(f"mc_algo must be 'langevin' or 'hmc', got {st['mc_algo']!r}")
-        if not isinstance(st["mcmc_steps"], int) or isinstance(st["mcmc_steps"], bool) or st["mcmc_steps"] < 0:
-            raise ValueError(f"mcmc_steps must be an int >= 0, got {st['mcmc_steps']!r}")
-        if not 0 <= float(st["momentum"]) < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {st['momentum']!r}")
-        if not 0 <= float(st["lr_min_ratio"]):
-            raise ValueError(f"lr_min_ratio must be >= 0, got {st['lr_min_ratio']!r}")
+        if st.mc_algo not in ("langevin", "hmc"):
+            raise ValueError(f"mc_algo must be 'langevin' or 'hmc', got {st.mc_algo!r}")
+        if not isinstance(st.mcmc_steps, int) or isinstance(st.mcmc_steps, bool) or st.mcmc_steps < 0:
+            raise ValueError(f"mcmc_steps must be an int >= 0, got {st.mcmc_steps!r}")
+        if not 0 <= float(st.momentum) < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {st.momentum!r}")
+        if not 0 <= float(st.lr_min_ratio):
+            raise ValueError(f"lr_min_ratio must be >= 0, got {st.lr_min_ratio!r}")
         lr = batch.params.get("step_size", opts.get("step_size"))
         if lr is not None and bool((torch.as_tensor(lr) <= 0).any()):
             raise ValueError("step_size (the MCMC lr) must be > 0 for every row")
@@ -291,11 +217,11 @@ def _annealed_sampler(ctx):
     st = task_settings(opts, op)
     latent = prior.space == "latent"
     N = ctx.num_steps
-    K, algo, m = int(st["mcmc_steps"]), st["mc_algo"], float(st["momentum"])
+    K, algo, m = int(st.mcmc_steps), st.mc_algo, float(st.momentum)
     tau2 = float(opts["tau"]) ** 2
     clip = opts["data_grad_clip"]
     has_lr = ctx.batch.params.get("step_size") is not None or opts.get("step_size") is not None
-    lr0 = ctx.param("step_size") if has_lr else torch.full((ctx.B,), float(st["step_size"]), device=ctx.device,
+    lr0 = ctx.param("step_size") if has_lr else torch.full((ctx.B,), float(st.step_size), device=ctx.device,
                                                              dtype=ctx.dtype)
     sig = annealing_levels(float(opts["sigma_max"]), float(opts["sigma_min"]), N, float(opts["rho"]), opts["grid"])
     ratios = lr_ratios(N, opts["grid"])
@@ -313,15 +239,16 @@ def _annealed_sampler(ctx):
         return g.clamp(-float(clip), float(clip)) if clip is not None else g
 
     def reg_grad(x, k, s):
+        """``(grad lambda_k R, applied rows)``, or ``(None, None)`` where the schedule is off."""
         if reg is None:
-            return None
+            return None, None
         xi = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            pen = reg.penalty(xi, k, N, s)
-            if not pen.requires_grad:  # schedule off at this level: no draw, no compute
-                return None
-            g, = torch.autograd.grad(pen.sum(), xi)
-        return g
+            term = reg.term(xi, k, N, s)
+            if term is None:  # schedule off at this level: no draw, no compute
+                return None, None
+            g, = torch.autograd.grad(term.value.sum(), xi)
+        return g, term.applied
 
     x = initial_noise(prior, ctx.generators, ctx.dtype, ctx.device) * float(sig[0])
     x0 = x
@@ -336,13 +263,17 @@ def _annealed_sampler(ctx):
             else:
                 x0_hat = prior.denoise(x, torch.full((ctx.B,), s, dtype=torch.float64, device=ctx.device))
         x0_hat = ctx.monitor.guard(x0_hat.detach(), x0)  # x0 = x at the first level
-        lr = ctx.rows(lr0 * (1 + ratios[k] * (float(st["lr_min_ratio"]) - 1)), x)
+        lr = ctx.rows(lr0 * (1 + ratios[k] * (float(st.lr_min_ratio) - 1)), x)
         v = noise.next() if hmc_v else None
         xm = x0_hat.clone()
         for _ in range(K):
             eps = noise.next()
-            score = -data_grad(xm) / tau2 + (x0_hat - xm) / s ** 2
-            rg = reg_grad(xm, k, s)
+            drift_data = data_grad(xm) / tau2  # the likelihood part of the drift (negated)
+            score = -drift_data + (x0_hat - xm) / s ** 2
+            rg, applied = reg_grad(xm, k, s)
+            if rg is not None:  # lambda's influence against the likelihood term of the move
+                ref = drift_data if opts["reg_attach"] == "drift" else lr * drift_data
+                reg.influence.add("influence_grad", row_norm(rg), row_norm(ref), applied)
             if rg is not None and opts["reg_attach"] == "drift":
                 score = score - rg
             if algo == "langevin":
@@ -356,6 +287,7 @@ def _annealed_sampler(ctx):
         x0 = xm
         if k + 1 < N:
             x = ctx.monitor.guard(x0 + float(sig[k + 1]) * noise.next(), x)
+    write_influence(ctx)
     return x0.detach()
 
 

@@ -19,6 +19,10 @@ the data loss before the gradient), so it shares zeta: ``lambda_t R`` on ``x0_ha
 *clamped* estimate, which is what the data term sees too). Default lambda schedule ``noise_sqrt``
 (paper App. E scales lambda by the noise schedule for Equi-DPS; reasons in ``solvers/equireg.py``).
 
+Lambda's influence (``extras["influence_grad"]``, with a regularizer): per row, the mean over
+the steps where the penalty is on of ``||grad_{x_t} lambda_t R|| / ||grad_{x_t} ||y - A(x0_hat)||||``
+(zeta multiplies both, so it cancels); ``equireg.split_grad`` takes the two gradients apart.
+
 Deviations: the ancestral step uses the fixed posterior variance (``variance`` option,
 ``small`` default) because the priors predict eps only — official DPS uses the FFHQ model's
 learned variance; the timestep grid for ``num_steps < 1000`` is ``sampler.timestep_grid``.
@@ -26,6 +30,7 @@ learned variance; the timestep grid for ``num_steps < 1000`` is ``sampler.timest
 from __future__ import annotations
 
 from solvers.api import register_solver
+from solvers.equireg import write_influence
 from solvers.sampler import guided_loop, initial_noise
 
 DEFAULTS = {
@@ -42,11 +47,13 @@ def dps(ctx):
     zeta = ctx.param("step_size")
 
     def loss(step):
-        data = ctx.residual(step.x0)
-        if reg is None:
-            return data
-        return data + reg.penalty(step.x0, step.i, step.n, step.sigma)
+        return ctx.residual(step.x0)
+
+    def penalty(step):
+        return reg.term(step.x0, step.i, step.n, step.sigma)
 
     x_T = initial_noise(ctx.prior, ctx.generators, ctx.dtype, ctx.device)
-    return guided_loop(ctx, x_T, update="ddpm", clamp=bool(ctx.options["clamp"]),
-                       variance=ctx.options["variance"], loss=loss, scale=lambda step: zeta)
+    x = guided_loop(ctx, x_T, update="ddpm", clamp=bool(ctx.options["clamp"]), variance=ctx.options["variance"],
+                    loss=loss, penalty=penalty if reg is not None else None, scale=lambda step: zeta)
+    write_influence(ctx)
+    return x

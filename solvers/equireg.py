@@ -35,18 +35,26 @@ zero when the schedule skips). Deviations, each on purpose:
 - MPE functions: ``decoder`` ``D`` (latent in: the library's PSLD recipe), ``encoder`` ``E``
   (pixel in: its SITCOM recipe and DPS example), ``autoencoder`` = ``D o E`` on pixels and
   ``E o D`` on latents (the paper's view), or any callable.
+
+Lambda's influence (issue 12, section 3): every solver combines the penalty's gradient with its
+data gradient through ``split_grad`` (the two gradients taken as separate vector-Jacobian products,
+whose sum is the update's gradient), and ``Influence`` keeps per-row means of
+``||grad lambda_t R|| / ||grad data||`` (and, for ReSample's latent optimisation, of the objective
+ratio) on the rows' device; ``write_influence`` puts them into ``ctx.extras`` (nothing without an
+active regularizer). The price: one more backward pass through the model per regularized step.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
 from solvers.api import RegularizerSpec
 
 __all__ = ["KINDS", "REDUCTIONS", "SCHEDULES", "MPE_NAMES", "reduce_rows", "equi", "equicon",
-           "resolve_mpe", "validate_spec", "schedule_factor", "EquiReg"]
+           "resolve_mpe", "validate_spec", "schedule_factor", "PenaltyTerm", "EquiReg", "Influence",
+           "split_grad", "row_norm", "write_influence"]
 
 KINDS = ("none", "equi", "equicon")
 SCHEDULES = ("constant", "cutoff", "noise_sqrt", "noise_sigma")
@@ -175,13 +183,22 @@ def schedule_factor(name: str, step: int, num_steps: int, *, freq: int = 1, cuto
     raise ValueError(f"unknown lambda schedule {name!r}; allowed: {list(SCHEDULES)}")
 
 
+class PenaltyTerm(NamedTuple):
+    """The penalty at one step: ``value`` (B,) ``lambda_t R`` and ``applied`` (B,) bool, the rows whose
+    schedule is on at this step (a row with ``lam = 0`` is applied with value exactly 0)."""
+
+    value: torch.Tensor
+    applied: torch.Tensor
+
+
 class EquiReg:
     """The penalty bound to one run: ``penalty(x, step, num_steps, sigma) -> (B,) lambda_t R``.
 
     ``lam`` (B,) per-row weights; ``generators`` per-row streams for the group draws (the solver
     skeleton passes ones derived from the rows' seeds). ``default_schedule`` applies when
     ``spec.schedule`` is None. ``sigma_max`` for ``noise_sigma`` defaults to the prior's VP
-    schedule's (noise-level samplers pass their own annealing maximum).
+    schedule's (noise-level samplers pass their own annealing maximum). ``influence`` is this
+    run's ``Influence`` meter (lambda's influence per row, filled by the solvers).
     """
 
     def __init__(self, spec: RegularizerSpec, prior, lam: torch.Tensor, generators, default_schedule: str = "cutoff",
@@ -196,12 +213,15 @@ class EquiReg:
         self.generators = list(generators)
         self.schedule = spec.schedule or default_schedule
         self.sigma_max = float(sigma_max) if sigma_max is not None else float(prior.schedule.sigma_max)
+        self.influence = Influence()
+
+    def _factor(self, step: int, num_steps: int, sigma):
+        return schedule_factor(self.schedule, step, num_steps, freq=self.spec.freq, cutoff_frac=self.spec.cutoff_frac,
+                               sigma=sigma, sigma_max=self.sigma_max)
 
     def weight(self, step: int, num_steps: int, sigma=None) -> torch.Tensor:
         """``lambda_t`` per row, (B,)."""
-        fac = schedule_factor(self.schedule, step, num_steps, freq=self.spec.freq, cutoff_frac=self.spec.cutoff_frac,
-                              sigma=sigma, sigma_max=self.sigma_max)
-        fac = torch.as_tensor(fac, dtype=self.lam.dtype, device=self.lam.device)
+        fac = torch.as_tensor(self._factor(step, num_steps, sigma), dtype=self.lam.dtype).to(self.lam.device)
         return self.lam * fac
 
     def raw(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
@@ -210,11 +230,92 @@ class EquiReg:
             g = self.group.sample(self.generators).to(x.device)
         return self.form(self.f, self.group, x, g, self.spec.reduction)
 
+    def term(self, x: torch.Tensor, step: int, num_steps: int, sigma=None) -> PenaltyTerm | None:
+        """``PenaltyTerm(lambda_t R, applied)`` per row, or ``None`` -- without any compute or group
+        draw -- when the schedule is off at this step. Decided without a host sync: a schedule whose
+        factor is a tensor (the noise schedules, positive at every noise level) is evaluated and
+        masked per row. Rows with ``lam = 0`` contribute exactly zero."""
+        fac = self._factor(step, num_steps, sigma)
+        if not torch.is_tensor(fac) and fac <= 0:
+            return None
+        fac = torch.as_tensor(fac, dtype=x.dtype).to(x.device).expand(x.shape[0])
+        w = self.lam.to(device=x.device, dtype=x.dtype) * fac
+        r = self.raw(x)
+        return PenaltyTerm(torch.where(w > 0, w.to(r.dtype) * r, torch.zeros_like(r)), fac > 0)
+
     def penalty(self, x: torch.Tensor, step: int, num_steps: int, sigma=None) -> torch.Tensor:
         """``lambda_t * R`` per row (B,); zeros without any compute (or group draw) when the
-        schedule is off at this step. Rows with ``lam = 0`` contribute exactly zero."""
-        w = self.weight(step, num_steps, sigma)
-        if not bool((w > 0).any()):
-            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        r = self.raw(x)
-        return torch.where(w > 0, w.to(r.dtype) * r, torch.zeros_like(r))
+        schedule is off at this step (see ``term``)."""
+        t = self.term(x, step, num_steps, sigma)
+        return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if t is None else t.value
+
+
+# ----------------------------------------------------------------------------- lambda's influence
+def row_norm(t: torch.Tensor) -> torch.Tensor:
+    """Per-row L2 norm of a (B, ...) tensor."""
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+
+
+class Influence:
+    """Per-row running means of lambda's influence (issue 12, section 3), kept on the rows' device.
+
+    ``add(key, num, den, applied)`` adds the ratio ``num / den`` (0 where ``num == 0``, so a
+    ``lam = 0`` row has influence 0 even where its data term is flat) to the rows in ``applied``;
+    sums and counts stay tensors (no host sync inside a sampling loop). Keys: ``influence_grad``
+    (``||grad lambda_t R|| / ||grad data||``, both w.r.t. the variable the solver updates) and
+    ``influence_obj`` (``lambda_t R / data objective``, ReSample's latent optimisation). A row
+    never applied gets NaN (0 / 0). Rows never mix: every quantity is per row.
+    """
+
+    def __init__(self):
+        self._sum: dict[str, torch.Tensor] = {}
+        self._count: dict[str, torch.Tensor] = {}
+
+    def add(self, key: str, num: torch.Tensor, den: torch.Tensor, applied: torch.Tensor) -> None:
+        num, den = num.detach(), den.detach()
+        ratio = torch.where(num == 0, torch.zeros_like(num), num / den)
+        on = applied.to(ratio.device)
+        self._sum[key] = self._sum.get(key, 0) + torch.where(on, ratio, torch.zeros_like(ratio))
+        self._count[key] = self._count.get(key, 0) + on.to(ratio.dtype)
+
+    def add_grads(self, g_pen: torch.Tensor, g_data: torch.Tensor, applied: torch.Tensor) -> None:
+        """``influence_grad`` from the two gradients (per-row L2 norms)."""
+        self.add("influence_grad", row_norm(g_pen), row_norm(g_data), applied)
+
+    def means(self, keys, B: int, device, dtype) -> dict[str, torch.Tensor]:
+        """``{key: (B,) mean}`` for every key in ``keys`` (all NaN for a key never added)."""
+        out = {}
+        for k in keys:
+            if k in self._sum:
+                out[k] = self._sum[k] / self._count[k]
+            else:
+                out[k] = torch.full((B,), math.nan, device=device, dtype=dtype)
+        return out
+
+
+def split_grad(data: torch.Tensor, term: PenaltyTerm | None, wrt: torch.Tensor, meter: Influence | None = None,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+    """``grad_wrt sum_rows(data + term.value)``, the one place every solver combines the two.
+
+    Taken as two vector-Jacobian products (the data term's, then the penalty's), whose sum is the
+    combined gradient, so the meter can record ``||grad penalty|| / ||grad data||`` per row for the
+    rows in ``term.applied`` (and ``rows``, e.g. the rows an optimiser still moves). Without a
+    penalty (or off at this step) it is the single data gradient, as before.
+    """
+    if term is None or not term.value.requires_grad:
+        g, = torch.autograd.grad(data.sum(), wrt)
+        return g
+    g_data, = torch.autograd.grad(data.sum(), wrt, retain_graph=True)
+    g_pen, = torch.autograd.grad(term.value.sum(), wrt, allow_unused=True)
+    if g_pen is None:
+        g_pen = torch.zeros_like(g_data)
+    if meter is not None:
+        meter.add_grads(g_pen, g_data, term.applied if rows is None else term.applied & rows)
+    return g_data + g_pen
+
+
+def write_influence(ctx, keys=("influence_grad",)) -> None:
+    """Put the run's influence means into ``ctx.extras`` (nothing without an active regularizer)."""
+    reg = ctx.regularizer
+    if reg is not None:
+        ctx.extras.update(reg.influence.means(keys, ctx.B, ctx.device, ctx.dtype))

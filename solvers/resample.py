@@ -42,7 +42,11 @@ Deviations, each a named option:
 
 EquiReg joins the latent-optimization objective only (paper App. E, Algorithms 4-5), with
 ``lambda_t`` at the current outer step (``N-1`` for the final optimization); default schedule
-``cutoff`` (paper: constant, zero for the last 10% of sampling).
+``cutoff`` (paper: constant, zero for the last 10% of sampling). Lambda's influence, per row, over
+the latent-optimisation iterations in which the penalty is on and the row still moves (the penalty
+never enters the DPS-like steps or the pixel stage, so they do not count):
+``extras["influence_grad"]`` = mean ``||grad_z lambda_t R|| / ||grad_z MSE(y, A(D(z)))||`` and
+``extras["influence_obj"]`` = mean ``lambda_t R / MSE(y, A(D(z)))`` (``equireg.split_grad``).
 """
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ import math
 import torch
 
 from solvers.api import register_solver
+from solvers.equireg import split_grad, write_influence
 from solvers.rng import randn_like_rows
 from solvers.sampler import abar_rows, ddim_step, guided_loop, initial_noise, timestep_grid, tweedie
 
@@ -98,12 +103,15 @@ def _z0(prior, z_t, t, eps, kind):
 
 
 def optimize_rows(init: torch.Tensor, objective, *, lr: float, iters: int, stop_below: float,
-                  plateau: int | None = None, weight_decay: float = 0.01) -> torch.Tensor:
-    """Per-row AdamW on ``objective(v) -> (B,)`` from ``init``; each row stops on its own.
+                  plateau: int | None = None, weight_decay: float = 0.01, penalty=None, meter=None) -> torch.Tensor:
+    """Per-row AdamW on ``objective(v) [+ penalty(v).value] -> (B,)`` from ``init``; each row stops on its own.
 
     A row stops after the step on which its loss fell below ``stop_below`` or (with ``plateau``)
     exceeded its loss ``plateau`` iterations earlier; stopped rows keep their value. Losses of rows
-    are summed before backward, so rows never mix (AdamW is elementwise).
+    are summed before the gradient, so rows never mix (AdamW is elementwise). ``penalty(v) ->
+    equireg.PenaltyTerm | None`` joins the loss; its gradient is taken apart from the data
+    objective's (``equireg.split_grad``) and ``meter`` (an ``equireg.Influence``) records, for the
+    rows still moving, the gradient ratio and the objective ratio ``lambda R / objective``.
     """
     v = init.detach().clone().requires_grad_(True)
     opt = torch.optim.AdamW([v], lr=lr, weight_decay=weight_decay)
@@ -113,8 +121,12 @@ def optimize_rows(init: torch.Tensor, objective, *, lr: float, iters: int, stop_
     for _ in range(iters):
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            loss = objective(v)
-        loss.sum().backward()
+            data = objective(v)
+            term = penalty(v) if penalty is not None else None
+        v.grad = split_grad(data, term, v, meter, rows=active)
+        loss = data if term is None else data + term.value
+        if term is not None and meter is not None:
+            meter.add("influence_obj", term.value, data, term.applied & active)
         before = v.detach().clone()
         opt.step()
         cur = loss.detach()
@@ -152,13 +164,11 @@ def resample(ctx):
         return op.residual(x, ctx.y) ** 2 / m
 
     def latent_opt(z_init, step_index):
-        def objective(z):
-            out = mse(prior.decode(z))
-            if reg is not None:
-                out = out + reg.penalty(z, step_index, N, prior.schedule.sigma(torch.tensor(float(grid[step_index][0]))))
-            return out
-        return optimize_rows(z_init, objective, lr=o["latent_lr"], iters=latent_iters, stop_below=stop,
-                             plateau=plateau, weight_decay=o["weight_decay"])
+        sigma = prior.schedule.sigma(torch.tensor(float(grid[step_index][0])))
+        pen = (lambda z: reg.term(z, step_index, N, sigma)) if reg is not None else None
+        return optimize_rows(z_init, lambda z: mse(prior.decode(z)), lr=o["latent_lr"], iters=latent_iters,
+                             stop_below=stop, plateau=plateau, weight_decay=o["weight_decay"], penalty=pen,
+                             meter=reg.influence if reg is not None else None)
 
     def dps_loss(step):
         z0 = step.x0 if o["tweedie"] == "correct" else _z0(prior, step.x_t, step.t, step.eps, "official")
@@ -201,5 +211,6 @@ def resample(ctx):
     z = guided_loop(ctx, z_T, update="ddim", eta=0.0, loss=dps_loss, scale=dps_scale, post_step=hard_consistency)
     if o["final_latent_opt"]:
         z = ctx.monitor.guard(latent_opt(z, N - 1), z)
+    write_influence(ctx, ("influence_grad", "influence_obj"))
     with torch.no_grad():
         return prior.decode(z)

@@ -5,7 +5,8 @@ Every VP solver (DPS, PSLD, ReSample) is this loop plus its guidance:
     for each step i with timesteps t > t_prev:
         x0 = Tweedie(x_t) (optionally clamped to [-1, 1] inside the gradient path)
         x' = DDPM ancestral step or DDIM step from (x_t, x0, eps)
-        if loss:  x' = x' - scale_i * grad_{x_t} sum_rows loss_i(x0)      (per-row loss, per-row scale)
+        if loss:  x' = x' - scale_i * grad_{x_t} sum_rows (loss_i + penalty_i)(x0)   (per-row, per-row scale;
+                                                        the two gradients taken apart: equireg.split_grad)
         x' = post_step(x')                                                  (e.g. ReSample's hard DC)
         x  = monitor.guard(x', x_t)                                         (freeze non-finite rows)
 
@@ -37,6 +38,7 @@ from typing import Callable
 
 import torch
 
+from solvers.equireg import split_grad
 from solvers.priors import Prior
 from solvers.rng import randn_like_rows, randn_rows
 
@@ -146,13 +148,16 @@ class Step:
 
 
 def guided_loop(ctx, x: torch.Tensor, *, update: str = "ddpm", eta: float = 0.0, clamp: bool = False,
-                variance: str = "small", loss: Callable | None = None, scale: Callable | None = None,
-                post_step: Callable | None = None) -> torch.Tensor:
+                variance: str = "small", loss: Callable | None = None, penalty: Callable | None = None,
+                scale: Callable | None = None, post_step: Callable | None = None) -> torch.Tensor:
     """Run ``ctx.num_steps`` reverse steps from ``x`` and return the final state (detached).
 
     Hooks (all optional; a solver is only these):
-    - ``loss(step) -> (B,)``: per-row guidance loss built from ``step.x0`` (and ``step.x_t``);
+    - ``loss(step) -> (B,)``: per-row guidance (data) loss built from ``step.x0`` (and ``step.x_t``);
       rows are summed before ``autograd.grad`` so each row gets its own gradient.
+    - ``penalty(step) -> equireg.PenaltyTerm | None``: the regularizer's term, kept apart from
+      ``loss`` so that ``equireg.split_grad`` takes the two gradients separately (the update uses
+      their sum, as if one loss) and records lambda's influence in ``ctx.regularizer.influence``.
     - ``scale(step) -> (B,)``: per-row step size multiplying the gradient (default 1).
     - ``post_step(step, x_prev) -> x_prev``: anything after the guided update (ReSample).
     ``update``: ``ddpm`` (ancestral, ``variance`` small|large) or ``ddim`` (``eta``).
@@ -164,6 +169,7 @@ def guided_loop(ctx, x: torch.Tensor, *, update: str = "ddpm", eta: float = 0.0,
     prior = ctx.prior
     grid = timestep_grid(prior, ctx.num_steps)
     n = len(grid)
+    meter = ctx.regularizer.influence if getattr(ctx, "regularizer", None) is not None else None
     x = x.detach()
     for i, (t, t_prev) in enumerate(grid):
         guided = loss is not None
@@ -181,7 +187,8 @@ def guided_loop(ctx, x: torch.Tensor, *, update: str = "ddpm", eta: float = 0.0,
         if guided:
             with torch.enable_grad():
                 per_row = loss(step)
-            grad, = torch.autograd.grad(per_row.sum(), x_t)
+                term = penalty(step) if penalty is not None else None
+            grad = split_grad(per_row, term, x_t, meter)
             s = scale(step) if scale is not None else torch.ones_like(per_row)
             x_prev = x_prev - _rows(s, grad) * grad
         if post_step is not None:

@@ -6,9 +6,9 @@ dense 2 x 4 ``A`` and ``sigma_y = 0.2``. Two exact references:
 1. the **posterior** ``N(m_post, C_post)`` (``GaussianPrior.posterior``);
 2. the **exact law of the discretized algorithm**: on a Gaussian prior the denoiser is affine, so
    every piece of DAPS (Karras levels, Euler PF-ODE, K Langevin / damped-HMC steps with the linear
-   lr decay, re-noising) is an affine map plus Gaussian noise; ``daps_law`` below propagates the
-   mean and covariance through them in closed form (written from the algorithm's definition in
-   SPEC/the DAPS repo, independently of solvers/daps.py).
+   lr decay, re-noising) is an affine map plus Gaussian noise; ``daps_law``
+   (tests/support/daps_law.py) propagates the mean and covariance through them in closed form
+   (written from the algorithm's definition in SPEC/the DAPS repo, independently of solvers/daps.py).
 
 Reference 2 checks the implementation to sampling precision; reference 1 checks the method. DAPS is
 not exact even here: it replaces ``p(x0 | x_t)`` by ``N(x0_hat, sigma_t^2 I)`` while the true
@@ -24,25 +24,28 @@ posterior of ``y = A x0 + sigma_y n``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 
 import pytest
 import torch
 
 from solvers import RegularizerSpec, RowBatch, solve
-from solvers.daps import TASK_DEFAULTS, task_settings
+from solvers.daps import TASK_DEFAULTS, MCMCSettings, task_settings
 from solvers.priors import Autoencoder, GaussianPrior, VPSchedule
 from solvers.rng import make_generators
+from tests.support.daps_law import check_against_law, cov_rel, daps_law, mahalanobis, mean_cov
+from tests.support.gaussian import DEVICE, DT, SHAPE, DenseOperator
 
-DT = torch.float64
-SHAPE = (1, 2, 2)
 D, M_OBS = 4, 2
 SIGMA_Y = 0.2
 TAU = math.sqrt(2) * SIGMA_Y
-#: where the solvers run (references stay on the CPU): ``EQUIBENCH_TEST_DEVICE=cuda`` reruns these
-#: checks on a GPU with the same tolerances
-DEVICE = torch.device(os.environ.get("EQUIBENCH_TEST_DEVICE", "cpu"))
+#: the dense test operator is not a DAPS task: these tests name the one whose settings they use
+TASK = "down_sampling"
+
+
+def _dense_op(A):
+    return DenseOperator(A, name="dense_test")
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -53,36 +56,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-class DenseOp:
-    """A dense linear operator implementing the operator contract (forward, residual, transpose)."""
-
-    name = "dense_test"
-    linear = True
-    has_transpose = True
-    batch = 1
-    params: dict = {}
-
-    def __init__(self, A: torch.Tensor, image_shape=SHAPE):
-        self.A = A.to(DT)
-        self.image_shape = tuple(image_shape)
-        self.measurement_shape = (1, 1, A.shape[0])
-
-    def forward(self, x):
-        return (x.reshape(x.shape[0], -1) @ self.A.to(x).T).reshape(x.shape[0], *self.measurement_shape)
-
-    __call__ = forward
-
-    def residual(self, x, y):
-        return torch.linalg.vector_norm((y - self.forward(x)).reshape(x.shape[0], -1), dim=1)
-
-    def transpose(self, y, kind="adjoint"):
-        return (y.reshape(y.shape[0], -1) @ self.A.to(y)).reshape(y.shape[0], *self.image_shape)
-
-    def to(self, device):
-        self.A = self.A.to(device)
-        return self
 
 
 class IdentityLatentGaussian(GaussianPrior):
@@ -117,106 +90,16 @@ def problem():
     return mu, Sigma, A, y, m_post, C_post
 
 
-# ----------------------------------------------------------------------------- closed-form law
-def karras(smax, smin, n, rho=7.0):
-    if n == 1:
-        return [float(smax)]
-    a, b = smax ** (1 / rho), smin ** (1 / rho)
-    return [(a + k / (n - 1) * (b - a)) ** rho for k in range(n)]
-
-
-def daps_law(mu, Sigma, A, y, *, N, K, lr, tau, smax, smin, ode_steps, ode_min, lr_min_ratio=1.0,
-             algo="langevin", momentum=0.0, grid="endpoints", rho=7.0):
-    """Exact (mean, cov) of DAPS's output on the Gaussian prior, for one row's lr.
-
-    Joint affine propagation of ``u = [x; v; x0_hat]`` through the K MCMC steps of each level.
-    """
-    d = mu.numel()
-    I, Z = torch.eye(d, dtype=DT), torch.zeros(d, d, dtype=DT)
-    if grid == "official":
-        sig, ratios = karras(smax, smin, N + 1, rho)[:N], [k / (N + 1) for k in range(N)]
-    else:
-        sig, ratios = karras(smax, smin, N, rho), [k / (N - 1) if N > 1 else 0.0 for k in range(N)]
-
-    def W(s):  # D(x, s) = mu + W (x - mu)
-        return Sigma @ torch.linalg.inv(Sigma + s ** 2 * I)
-
-    mt, Ct = torch.zeros(d, dtype=DT), smax ** 2 * I
-    for k in range(N):
-        s = sig[k]
-        if ode_steps > 0:
-            ts, G = karras(s, ode_min, ode_steps + 1, rho), I.clone()
-            for j in range(ode_steps):
-                G = (I + (ts[j + 1] - ts[j]) / ts[j] * (I - W(ts[j]))) @ G
-        else:
-            G = W(s)
-        m0, C0 = mu + G @ (mt - mu), G @ Ct @ G.T
-        lrk = lr * (1 + ratios[k] * (lr_min_ratio - 1))
-        P, b = 2 * A.T @ A / tau ** 2 + I / s ** 2, 2 * A.T @ y / tau ** 2  # score = -P x + b + x0_hat / s^2
-        if algo == "langevin":
-            Fx = torch.cat([I - lrk * P, Z, lrk / s ** 2 * I], 1)
-            Fv = torch.cat([Z, Z, Z], 1)
-            f = torch.cat([lrk * b, 0 * b, 0 * b])
-            Gn = torch.cat([math.sqrt(2 * lrk) * I, Z, Z], 0)
-            v_cov = Z
-        else:
-            h, c = math.sqrt(lrk), math.sqrt(2 * (1 - momentum))
-            Fv = torch.cat([-h * P, momentum * I, h / s ** 2 * I], 1)
-            Fx = torch.cat([I, Z, Z], 1) + h * Fv
-            f = torch.cat([h * h * b, h * b, 0 * b])
-            Gn = torch.cat([h * c * I, c * I, Z], 0)
-            v_cov = I
-        F = torch.cat([Fx, Fv, torch.cat([Z, Z, I], 1)], 0)
-        um = torch.cat([m0, 0 * m0, m0])
-        uC = torch.zeros(3 * d, 3 * d, dtype=DT)
-        uC[:d, :d] = uC[:d, 2 * d:] = uC[2 * d:, :d] = uC[2 * d:, 2 * d:] = C0
-        uC[d:2 * d, d:2 * d] = v_cov
-        for _ in range(K):
-            um, uC = F @ um + f, F @ uC @ F.T + Gn @ Gn.T
-        mt, Ct = um[:d], uC[:d, :d]
-        if k + 1 < N:
-            Ct = Ct + sig[k + 1] ** 2 * I
-    return mt, 0.5 * (Ct + Ct.T)
-
-
 # ----------------------------------------------------------------------------- helpers
 def run(solver, prior, A, y, n_rows, *, num_steps, options, step_size, seed0=0, lam=None, reg=None):
-    op = DenseOp(A).to(DEVICE)
+    options = {"task": TASK, **options}
+    op = _dense_op(A).to(DEVICE)
     Y = y.to(DEVICE).reshape(1, *op.measurement_shape).expand(n_rows, -1, -1, -1).clone()
     params = {"step_size": torch.as_tensor(step_size, dtype=DT).expand(n_rows).clone().to(DEVICE)}
     if lam is not None:
         params["lam"] = torch.as_tensor(lam, dtype=DT).expand(n_rows).clone().to(DEVICE)
     batch = RowBatch(y=Y, operator=op, generators=make_generators(range(seed0, seed0 + n_rows), DEVICE), params=params)
     return solve(solver, prior.to(DEVICE), batch, num_steps=num_steps, regularizer=reg, options=options)
-
-
-def mean_cov(out):
-    xs = out.x.cpu().reshape(out.x.shape[0], -1)
-    return xs.mean(0), torch.cov(xs.T)
-
-
-def mahalanobis(a, b, C):
-    d = a - b
-    return float((d @ torch.linalg.solve(C, d)).sqrt())
-
-
-def cov_rel(C, ref):
-    return float((C - ref).norm() / ref.norm())
-
-
-def check_against_law(xs_mean, xs_cov, n, law_m, law_C, label):
-    """Sample mean/cov against an exact Gaussian law, at sampling precision.
-
-    Mean: ``n * Mahalanobis^2 ~ chi2(4)``; bound 18.5 (its 99.9% quantile). Covariance: for
-    Gaussian samples ``E ||S - C||_F^2 = (||C||_F^2 + tr(C)^2) / (n - 1)``; bound 2.5x its root
-    (``||S - C||^2`` is a weighted chi-square with a few degrees of freedom: exceeding 6.25x its
-    mean has probability below 1e-3 even with 3 effective degrees of freedom).
-    """
-    chi2 = n * mahalanobis(xs_mean, law_m, law_C) ** 2
-    rms = math.sqrt((law_C.norm() ** 2 + law_C.trace() ** 2) / (n - 1))
-    dev = float((xs_cov - law_C).norm())
-    assert chi2 < 18.5, f"{label}: sample mean off the exact law (n*Mahalanobis^2 = {chi2:.1f})"
-    assert dev < 2.5 * rms, f"{label}: sample cov off the exact law ({dev:.4f} vs bound {2.5 * rms:.4f})"
 
 
 # ----------------------------------------------------------------------------- tests
@@ -322,9 +205,9 @@ def test_batch_invariance(solver):
     mu, Sigma, A, y, _, _ = problem()
     cls = GaussianPrior if solver == "daps" else IdentityLatentGaussian
     prior = cls(mu, Sigma, VPSchedule.linear(), shape=SHAPE)
-    opts = {"sigma_max": 10.0, "mcmc_steps": 6, "tau": TAU}
+    opts = {"sigma_max": 10.0, "mcmc_steps": 6, "tau": TAU, "task": TASK}
     prior = prior.to(DEVICE)
-    op = DenseOp(A).to(DEVICE)
+    op = _dense_op(A).to(DEVICE)
     Y = y.to(DEVICE).reshape(1, *op.measurement_shape).expand(3, -1, -1, -1).clone()
     seeds = [11, 22, 33]
     params = {"step_size": torch.tensor([1e-3, 2e-3, 5e-4], dtype=DT, device=DEVICE),
@@ -363,17 +246,17 @@ def test_lam_zero_equals_baseline(solver):
 
 def test_task_defaults_and_validation():
     """Reference: the DAPS repo's configs/task/*.yaml (spot checks) and the option checks."""
-    op = DenseOp(torch.eye(D, dtype=DT)[:M_OBS])
+    op = _dense_op(torch.eye(D, dtype=DT)[:M_OBS])
     pix = {"config_set": "pixel", "task": None}
     for name, lr in [("box_inpainting", 5e-5), ("random_inpainting", 1e-4), ("gaussian_blur", 1e-4),
                      ("motion_blur", 5e-5), ("super_resolution", 1e-4), ("phase_retrieval", 5e-5),
                      ("hdr", 2e-5), ("nonlinear_blur", 1e-5)]:
         st = task_settings({**pix, "task": name}, op)
-        assert st["step_size"] == lr and st["mc_algo"] == "langevin"
-    assert task_settings({**pix, "task": "nonlinear_blur"}, op)["mcmc_steps"] == 200
+        assert st.step_size == lr and st.mc_algo == "langevin"
+    assert task_settings({**pix, "task": "nonlinear_blur"}, op).mcmc_steps == 200
     ldm = task_settings({"config_set": "ldm", "task": "gaussian_blur"}, op)
-    assert (ldm["mcmc_steps"], ldm["step_size"], ldm["lr_min_ratio"], ldm["momentum"]) == (35, 2.7e-6, 0.95, 0.95)
-    assert task_settings({"config_set": "ldm", "task": None, "momentum": 0.5}, op)["momentum"] == 0.5
+    assert (ldm.mcmc_steps, ldm.step_size, ldm.lr_min_ratio, ldm.momentum) == (35, 2.7e-6, 0.95, 0.95)
+    assert task_settings({"config_set": "ldm", "task": TASK, "momentum": 0.5}, op).momentum == 0.5
     assert set(TASK_DEFAULTS) == {"pixel", "pixel_hmc", "ldm", "sd"}
 
     mu, Sigma, A, y, _, _ = problem()
@@ -386,3 +269,40 @@ def test_task_defaults_and_validation():
         run("daps", prior, A, y, 1, num_steps=2, options={}, step_size=0.0)
     with pytest.raises(ValueError):  # a pixel prior is refused by the latent solver
         run("latent_daps", prior, A, y, 1, num_steps=2, options={}, step_size=1e-3)
+
+
+def test_task_settings_are_one_object_per_task():
+    """Reference: the DAPS repo's per-task configs (``configs/task/*.yaml``), one object per task
+    (issue 12, section 5). An override replaces only its own field of the task's own object (SR's
+    lr override keeps SR's decay and momentum, not blur's), the objects are frozen, and a task that
+    is not a DAPS task raises a ValueError naming the allowed ones instead of falling back."""
+    op = _dense_op(torch.eye(D, dtype=DT)[:M_OBS])
+    sr = TASK_DEFAULTS["ldm"]["down_sampling"]
+    assert isinstance(sr, MCMCSettings)
+    got = task_settings({"config_set": "ldm", "task": "super_resolution", "step_size": 2.7e-6}, op)
+    assert got == dataclasses.replace(sr, step_size=2.7e-6)
+    assert (got.lr_min_ratio, got.momentum) == (0.023, 0.86)  # SR's own, not blur's 0.95 / 0.95
+    got = task_settings({"config_set": "ldm", "task": "gaussian_blur", "lr_min_ratio": 0.5}, op)
+    assert got == dataclasses.replace(TASK_DEFAULTS["ldm"]["gaussian_blur"], lr_min_ratio=0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sr.step_size = 1.0
+    for opts in ({"config_set": "ldm", "task": None}, {"config_set": "pixel", "task": "deblur9"}):
+        with pytest.raises(ValueError, match="allowed: .*super_resolution"):
+            task_settings(opts, op)  # the operator is named 'dense_test'
+    sr_op = DenseOperator(torch.eye(D, dtype=DT)[:M_OBS], name="super_resolution")
+    assert task_settings({"config_set": "ldm", "task": None}, sr_op) == sr
+
+    mu, Sigma, A, y, _, _ = problem()
+    prior = IdentityLatentGaussian(mu, Sigma, VPSchedule.linear(), shape=SHAPE)
+    with pytest.raises(ValueError, match="unknown DAPS task"):  # refused before compute, no fallback
+        run("latent_daps", prior, A, y, 1, num_steps=2, options={"task": None}, step_size=1e-3)
+    kw = dict(num_steps=3, step_size=1e-3, seed0=5)
+    blur = TASK_DEFAULTS["ldm"]["gaussian_blur"]
+    own = run("latent_daps", prior, A, y, 2, options={"task": "gaussian_blur", "mcmc_steps": 3}, **kw).x
+    spelled = run("latent_daps", prior, A, y, 2, options={"task": "gaussian_blur", "mcmc_steps": 3,
+                                                          "lr_min_ratio": blur.lr_min_ratio,
+                                                          "momentum": blur.momentum}, **kw).x
+    mixed = run("latent_daps", prior, A, y, 2, options={"task": "gaussian_blur", "mcmc_steps": 3,
+                                                        "lr_min_ratio": sr.lr_min_ratio,
+                                                        "momentum": sr.momentum}, **kw).x
+    assert torch.equal(own, spelled) and not torch.allclose(own, mixed)

@@ -20,79 +20,12 @@ unbounded prior (0.78) and ReSample's official ``(1 - abar)`` Tweedie (0.23).
 """
 from __future__ import annotations
 
-import math
-import os
-
 import pytest
 import torch
-from torch import nn
 
 from solvers import RegularizerSpec, RowBatch, solve
-from solvers.priors import Autoencoder, GaussianPrior, LatentPrior, VPSchedule
 from solvers.rng import make_generators
-
-SHAPE = (1, 2, 2)
-#: where the solvers run: ``EQUIBENCH_TEST_DEVICE=cuda`` reruns these checks on a GPU, same tolerances
-DEVICE = torch.device(os.environ.get("EQUIBENCH_TEST_DEVICE", "cpu"))
-
-
-class DenseOperator:
-    """A dense matrix ``A`` (m, d) implementing the operator contract (docs/CONTRACTS.md)."""
-
-    name = "dense"
-    linear = True
-    has_transpose = True
-    batch = 1
-
-    def __init__(self, A: torch.Tensor, image_shape=SHAPE):
-        self.A = A
-        self.image_shape = tuple(image_shape)
-        self.measurement_shape = (1, 1, A.shape[0])
-        self.params = {}
-
-    def forward(self, x):
-        return (x.reshape(x.shape[0], -1) @ self.A.T.to(x)).reshape(x.shape[0], *self.measurement_shape)
-
-    __call__ = forward
-
-    def transpose(self, y, kind="adjoint"):
-        return (y.reshape(y.shape[0], -1) @ self.A.to(y)).reshape(y.shape[0], *self.image_shape)
-
-    def residual(self, x, y):
-        return torch.linalg.vector_norm((y - self.forward(x)).reshape(x.shape[0], -1), dim=1)
-
-
-class GaussianEps(nn.Module):
-    """``GaussianPrior.eps`` as an eps-model module, so the prior can sit inside a ``LatentPrior``."""
-
-    def __init__(self, gp: GaussianPrior):
-        super().__init__()
-        self.gp = gp
-
-    def forward(self, x, t):
-        return self.gp.eps(x, t)
-
-
-def gaussian_problem(sigma_y: float = 0.1):
-    """The fixed test problem: prior, latent twin, operator, y, posterior mean."""
-    g = torch.Generator().manual_seed(0)
-    d = math.prod(SHAPE)
-    L = torch.randn(d, d, dtype=torch.float64, generator=g) * 0.4
-    Sigma = L @ L.T + 0.05 * torch.eye(d, dtype=torch.float64)
-    mu = torch.randn(d, dtype=torch.float64, generator=g) * 0.3
-    schedule = VPSchedule.linear()
-    prior = GaussianPrior(mu, Sigma, schedule, shape=SHAPE)
-    A = torch.randn(2, d, dtype=torch.float64, generator=g)
-    op = DenseOperator(A)
-    evals, evecs = torch.linalg.eigh(Sigma)
-    x_true = (mu + (evecs * evals.sqrt()) @ torch.tensor([1.5, -1.5, 1.5, 1.5], dtype=torch.float64)).reshape(1, *SHAPE)
-    y = op.forward(x_true) + sigma_y * torch.randn(1, *op.measurement_shape, dtype=torch.float64, generator=g)
-    post_mean, _ = prior.posterior(A, y, sigma_y)
-    identity = Autoencoder(lambda x: x, lambda z: z, SHAPE, SHAPE)
-    latent = LatentPrior(GaussianEps(prior), identity, schedule, name="gaussian-latent")
-    return dict(prior=prior.to(DEVICE), latent=latent.to(DEVICE), op=op, y=y.to(DEVICE), x_true=x_true.to(DEVICE),
-                mu=mu.to(DEVICE), post_mean=post_mean.to(DEVICE))
-
+from tests.support.gaussian import DEVICE, DenseOperator, gaussian_problem
 
 @pytest.fixture(scope="module")
 def problem():
@@ -184,3 +117,55 @@ def test_psld_gluing_uses_the_selected_transpose(problem):
         batch = RowBatch(problem["y"].clone(), op, make_generators([3], DEVICE), params)
         runs[kind] = solve("psld", problem["latent"], batch, 10, options={"transpose": kind}).x
     assert not torch.allclose(runs["adjoint"], runs["official"])
+
+
+def _glue(op, y, x0, **options):
+    from types import SimpleNamespace
+
+    from solvers.psld import DEFAULTS, glue_point
+    return glue_point(SimpleNamespace(operator=op, y=y, options={**DEFAULTS, **options}), x0)
+
+
+def test_psld_pseudo_inverse_gluing_is_measurement_consistent():
+    """Reference: the definition of the pseudo-inverse, ``A A^+ = I`` for a full-row-rank ``A``, so
+    the gluing point ``x0 + A^+ (y - A x0)`` satisfies ``A x = y`` for any ``x0``. Checked for three
+    non-orthogonal operators (``A A^T != I``): bicubic x2 SR (closed-form ``pseudo_inverse``), a
+    Gaussian blur (no closed form: conjugate gradients, ``operators.cg_pseudo_inverse``) and a dense
+    2 x 4 matrix (CG); the official adjoint gluing point is *not* consistent there (PSLD docstring)."""
+    from operators import build_operator
+
+    g = torch.Generator().manual_seed(4)
+    ops = [build_operator("super_resolution", (1, 8, 8), 0, factor=2),
+           build_operator("gaussian_blur", (1, 8, 8), 0, kernel_size=5, std=0.6),
+           DenseOperator(torch.randn(2, 4, generator=g, dtype=torch.float64))]
+    for op in ops:
+        x0 = torch.randn(2, *op.image_shape, generator=g, dtype=torch.float64)
+        y = op.forward(torch.randn(2, *op.image_shape, generator=g, dtype=torch.float64))
+        AAt = op.forward(op.transpose(y))
+        assert not torch.allclose(AAt, y, atol=1e-3), f"{op.name}: A A^T = I, not a useful case"
+        glued = _glue(op, y, x0, gluing="pseudo_inverse", pinv_iters=200)
+        torch.testing.assert_close(op.forward(glued), y, atol=1e-8, rtol=0, msg=f"{op.name}: A(glue) != y")
+        adjoint = _glue(op, y, x0, gluing="adjoint")
+        assert not torch.allclose(op.forward(adjoint), y, atol=1e-3), f"{op.name}: adjoint gluing consistent?"
+
+
+def test_cg_pseudo_inverse_gradient_and_psld_gluing_option(problem):
+    """Reference: ``torch.autograd.gradcheck`` (finite differences) for the CG pseudo-inverse's
+    custom backward (``(A A^T)^-1`` is symmetric, so its VJP is another solve); PSLD accepts
+    ``gluing`` ``adjoint`` | ``pseudo_inverse`` only, the latter changes the result on a
+    non-orthogonal ``A`` and refuses the official transpose stand-in."""
+    from operators import cg_pseudo_inverse
+
+    op = problem["op"]
+    yy = torch.randn(2, *op.measurement_shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: cg_pseudo_inverse(op, v, 20), (yy,))
+    params = {"omega": 0.05, "gamma": 0.5}
+    runs = {}
+    for kind in ("adjoint", "pseudo_inverse"):
+        batch = RowBatch(problem["y"].clone(), op, make_generators([3], DEVICE), params)
+        runs[kind] = solve("psld", problem["latent"], batch, 6, options={"gluing": kind}).x
+    assert not torch.allclose(runs["adjoint"], runs["pseudo_inverse"])
+    for bad in ({"gluing": "pinv"}, {"gluing": "pseudo_inverse", "transpose": "official"}, {"pinv_iters": 0}):
+        with pytest.raises(ValueError, match="gluing|pinv_iters"):
+            solve("psld", problem["latent"], RowBatch(problem["y"].clone(), op, make_generators([3], DEVICE), params),
+                  2, options=bad)

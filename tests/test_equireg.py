@@ -11,10 +11,11 @@ import torch
 
 from operators import build_group
 from solvers import RegularizerSpec
-from solvers.equireg import EquiReg, equi, equicon, reduce_rows, resolve_mpe, schedule_factor, validate_spec
+from solvers.equireg import (EquiReg, Influence, equi, equicon, reduce_rows, resolve_mpe, schedule_factor, split_grad,
+                             validate_spec)
 from solvers.priors import Autoencoder, GaussianPrior, LatentPrior, VPSchedule
 from solvers.rng import make_generators
-from tests.test_dps_psld_resample import GaussianEps
+from tests.support.gaussian import GaussianEps
 
 
 def _x(B=3, C=2, H=4, W=4, seed=0):
@@ -146,6 +147,29 @@ def test_penalty_weights_rows_and_skips_when_off():
     assert bool((grad[0] == 0).all()) and bool((grad[2] != 0).any())
 
 
+def test_split_grad_is_the_combined_gradient_and_influence_is_per_row():
+    """Reference: autograd of the summed loss (the update the solvers made before the split) and the
+    hand-computed per-row ratio ``||grad penalty|| / ||grad data||``; rows never applied give NaN
+    (0 / 0), a lam = 0 row gives 0, and an off step (``term`` None) records nothing."""
+    prior = _pixel_prior()
+    lam = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    reg = EquiReg(RegularizerSpec(kind="equi", mpe=_not_equivariant, schedule="cutoff"), prior, lam,
+                  make_generators([1, 2, 3]))
+    x = _x(B=3, C=1, H=2, W=2).requires_grad_()
+    data = (x ** 3).flatten(1).sum(1)
+    term = reg.term(x, 0, 20)
+    both, = torch.autograd.grad((data + term.value).sum(), x, retain_graph=True)
+    g_data, = torch.autograd.grad(data.sum(), x, retain_graph=True)
+    g_pen, = torch.autograd.grad(term.value.sum(), x, retain_graph=True)
+    meter = Influence()
+    torch.testing.assert_close(split_grad(data, term, x, meter, rows=torch.tensor([True, True, False])), both)
+    assert reg.term(x, 19, 20) is None
+    got = meter.means(["influence_grad", "influence_obj"], 3, x.device, x.dtype)
+    want = g_pen.flatten(1).norm(dim=1) / g_data.flatten(1).norm(dim=1)
+    assert got["influence_grad"][0] == 0 and torch.isclose(got["influence_grad"][1], want[1])
+    assert bool(torch.isnan(got["influence_grad"][2])) and bool(torch.isnan(got["influence_obj"]).all())
+
+
 def test_equi_error_grows_with_noise_for_the_embedded_autoencoder():
     """Reference: the MPE property on the project's own autoencoder — the flip-equivariance error of
     D o E on validation images grows with additive noise (0 < 0.1 < 0.4), as the paper's Fig. 4a
@@ -156,7 +180,7 @@ def test_equi_error_grows_with_noise_for_the_embedded_autoencoder():
         from solvers.loaders import load_autoencoder
 
         ae = load_autoencoder({"kind": "embedded"})
-        x = load_split("val", 8)
+        x = load_split("report", 8)
     except (FileNotFoundError, ImportError) as exc:  # weights not trained/shipped yet
         pytest.skip(f"embedded autoencoder unavailable: {exc}")
     x = x.to(torch.float32)

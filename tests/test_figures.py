@@ -1,12 +1,13 @@
 """Figures from the small known store: every figure is written as non-empty PNG and PDF, the
-per-image improvement pairs are right, and a store without images or lambdas still gets figures."""
+per-image improvement pairs are right, the lambda figure carries an influence axis when the store
+records influence, and a store without images or lambdas still gets figures."""
 from __future__ import annotations
 
 import pytest
 
 from orchestrator import figures, report
 from orchestrator.cli import main as cli_main
-from tests.test_report import build_store
+from tests.test_report import build_rich_store, build_store
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +77,25 @@ def test_write_demo_report(tmp_path):
     small = build_store(tmp_path / "store", configs=["box-dps-none", "box-dps-equi-a", "box-dps-equi-b"])
     md = report.write_demo_report(small, tmp_path / "report")
     text = md.read_text()
-    assert md.name == "demo.md" and "## Comparison" in text and "| Equi-DPS " in text and "**22.00** [+2.00]" in text
+    assert md.name == "demo.md" and "## Comparison" in text and "| Equi-DPS‡ " in text and "**22.00** ± 1.00 [+2.00 (+2.00, +2.00)]†" in text
     for stem in ("metric_vs_sigma_psnr", "metric_vs_lambda_psnr", "qualitative_box_inpainting_dps", "improvement_psnr"):
         assert f"![{stem}](figures/{stem}.png)" in text and (md.parent / "figures" / f"{stem}.pdf").stat().st_size > 0
     for line in text.splitlines():
         if line.startswith("!["):
             assert (md.parent / line.split("(")[1].rstrip(")")).exists()
+
+
+def test_lambda_figure_has_an_influence_axis(tmp_path, monkeypatch):
+    """The rich store records influence_grad: each lambda panel gets a right-hand log axis with it
+    (and the old store, without influence, none)."""
+    drawn = []
+    real = figures.save_figure
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out, stem: drawn.append(fig) or real(fig, out, stem))
+    rich = report.load_store(build_rich_store(tmp_path / "rich"))[0]
+    figures.write_figures(rich, None, tmp_path / "a", names=["metric-vs-lambda"])
+    old = report.load_store(build_store(tmp_path / "old", with_images=False, configs=["box-dps-none", "box-dps-equi-b"]))[0]
+    figures.write_figures(old, None, tmp_path / "b", names=["metric-vs-lambda"])
+    rich_fig, old_fig = drawn
+    logs = [ax for ax in rich_fig.axes if ax.get_yscale() == "log"]
+    assert len(logs) == 2 and all("influence" in ax.get_ylabel() for ax in logs)  # one per split panel
+    assert not any(ax.get_yscale() == "log" for ax in old_fig.axes)

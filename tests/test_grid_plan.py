@@ -125,3 +125,16 @@ def test_mpe_and_step_size_defaults_are_the_shared_rule():
     assert by_kind["equi"].mpe == default_mpe("pixel", "equi") == "encoder"
     assert by_kind["equicon"].mpe == "autoencoder" and default_mpe("latent", "equi") == "decoder"
     assert {c.step_size for c in cfgs} == {1.0}  # the fake solver has no step option: 1.0
+
+
+def test_solver_tasks_restrict_the_grid():
+    """A solver with ``tasks`` runs only those tasks (classical baselines support some operators)."""
+    spec = make(tasks=[{"operator": "fake_mask", "sigma_y": [0.05]}, {"operator": "fake_mask", "name": "other"}],
+                solvers=[{"name": "fake", "num_steps": [2], "tasks": ["other"]}])
+    assert {c.task for c in grid.expand(spec, FAKE)} == {"other"}
+
+
+def test_solver_lambdas_replace_the_regularizers_lambdas_for_that_solver():
+    spec = make(solvers=[{"name": "fake", "num_steps": [2]}],
+                regularizers=[{"kind": "equi", "lambdas": [0.1], "solver_lambdas": {"fake": [3.0, 30.0]}}])
+    assert {c.lam for c in grid.expand(spec, FAKE)} == {3.0, 30.0}

@@ -17,7 +17,7 @@ from solvers.priors import GaussianPrior, VPSchedule
 from solvers.rng import make_generators
 from solvers.sampler import (ddim_step, ddpm_step, guided_loop, initial_noise, karras_sigmas, pf_ode_euler,
                              timestep_grid, tweedie)
-from tests.test_dps_psld_resample import DenseOperator, gaussian_problem
+from tests.support.gaussian import DenseOperator, gaussian_problem
 
 
 @pytest.fixture(scope="module")

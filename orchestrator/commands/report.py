@@ -2,11 +2,16 @@
 
     equibench report --store DIR [--run RUN ...] --layout LAYOUT [...] --format md|latex|html|csv
                      [...] --out DIR [--select best|all] [--select-by METRIC] [--metrics M ...]
+                     [--select-on DATASET] [--report-on DATASET ...] [--resamples N] [--ci-seed N]
                      [--baseline-only SOLVER ...] [--task T ...] [--solver S ...] [--no-naive]
                      [--figures [NAME ...]] [--sample-ids ID ...]
 
 Writes ``<out>/<layout>.<ext>`` per layout and format (``.md``, ``.tex``, ``.html``, ``.csv``) and
-prints the paths. ``all`` as a layout or format means every one.
+prints the paths. ``all`` as a layout or format means every one. Every mean and delta carries a
+95% cluster-bootstrap interval; ``--select-on embedded/tune --report-on embedded/report`` picks each
+method's best config on the tuning split and reports it on held-out images (without it, a table
+that picks on the images it reports says so in bold). Inert / dominant lambdas are warned about on
+stderr, once.
 """
 from __future__ import annotations
 
@@ -34,6 +39,16 @@ def register(subparsers) -> None:
                    help="best: one row per method, its best config by --select-by (default); all: a row per config")
     p.add_argument("--select-by", default=None, metavar="METRIC",
                    help="metric that picks a method's config (default: psnr, rel_l2 for the pde layout)")
+    p.add_argument("--select-on", default=None, metavar="DATASET",
+                   help="pick each method's best config (--select best) on this dataset's rows, e.g. embedded/tune, and "
+                        "report the same settings on other datasets (default: pick on the images reported, said in bold)")
+    p.add_argument("--report-on", nargs="+", default=None, metavar="DATASET",
+                   help="datasets the tables show, e.g. embedded/report embedded/report_ood (default: every dataset; "
+                        "with --select-on, every dataset but that one)")
+    p.add_argument("--resamples", type=int, default=report.ReportOptions.n_resamples, metavar="N",
+                   help="bootstrap resamples per interval (default %(default)s)")
+    p.add_argument("--ci-seed", type=int, default=report.ReportOptions.ci_seed, metavar="N",
+                   help="seed of the bootstrap (default %(default)s): the same store always renders the same intervals")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC", help=f"columns to show ({', '.join(report.METRICS)})")
     p.add_argument("--baseline-only", nargs="+", default=(), metavar="SOLVER",
                    help="solvers shown only as baselines (their Equi/EquiCon rows left out)")
@@ -65,11 +80,17 @@ def run(args: argparse.Namespace) -> int:
         naive=not args.no_naive,
         tasks=tuple(args.task) if args.task else None,
         solvers=tuple(args.solver) if args.solver else None,
+        select_on=args.select_on,
+        report_on=tuple(args.report_on) if args.report_on else None,
+        n_resamples=args.resamples,
+        ci_seed=args.ci_seed,
     )
+    if args.resamples < 1:
+        raise ValueError(f"--resamples must be >= 1, got {args.resamples}")
     results, sets = report.load_store(args.store, args.run)
     if args.demo:
-        print(report.print_comparison(results, sets))
-        print(report.write_demo_report(args.store, args.out, args.run))
+        print(report.print_comparison(results, sets, options))
+        print(report.write_demo_report(args.store, args.out, args.run, options))
         return 0
     layouts = _expand(args.layout, report.LAYOUTS)
     paths = report.write_report(results, sets, args.out, layouts, _expand(args.format, report.FORMATS), options)
