@@ -110,6 +110,8 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
     for sol, task, reg in itertools.product(spec.solvers, spec.tasks, spec.regularizers):
         if not sol.runs_task(task.label):
             continue
+        if reg.kind != "none" and getattr(solvers[sol.name], "family", "diffusion") != "diffusion":
+            continue  # EquiReg regularizes diffusion solvers; a classical baseline runs once, unregularized
         space = solver_space(solvers[sol.name], spec.prior)
         prior_ref = getattr(spec.prior, space).path
         active = reg.kind != "none"

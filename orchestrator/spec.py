@@ -141,6 +141,11 @@ class TaskSpec(_Model):
         return self.name or self.operator
 
 
+def _listify_values(v):
+    """``{key: number}`` -> ``{key: [number]}`` (a mapping of lists may be written with scalars)."""
+    return {k: ([x] if isinstance(x, (int, float)) else x) for k, x in v.items()} if isinstance(v, dict) else v
+
+
 class SolverSpec(_Model):
     name: str
     num_steps: list[int] = Field(min_length=1)
@@ -166,7 +171,7 @@ class SolverSpec(_Model):
     @field_validator("task_step_sizes", mode="before")
     @classmethod
     def _listify_tasks(cls, v):
-        return {k: ([x] if isinstance(x, (int, float)) else x) for k, x in v.items()} if isinstance(v, dict) else v
+        return _listify_values(v)
 
     @field_validator("task_step_sizes")
     @classmethod
@@ -229,7 +234,7 @@ class RegSpec(_Model):
     @field_validator("solver_lambdas", mode="before")
     @classmethod
     def _listify_solvers(cls, v):
-        return {k: ([x] if isinstance(x, (int, float)) else x) for k, x in v.items()} if isinstance(v, dict) else v
+        return _listify_values(v)
 
     @field_validator("solver_lambdas")
     @classmethod
@@ -483,6 +488,10 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
                     errors.append((f"solvers[{j}].name", f"{sol.name!r} needs operator.transpose but tasks[{i}].operator {spec.tasks[i].operator!r} has none; allowed solvers for this task: {sorted(n for n, e in solvers.items() if not getattr(e, 'needs_transpose', False))}"))
     # regularizers: groups, mpe per space
     spec_solvers = [s.name for s in spec.solvers]
+    baselines = [s.name for s in spec.solvers if getattr(solvers.get(s.name), "family", "diffusion") != "diffusion"]
+    if baselines and all(r.kind != "none" for r in spec.regularizers):
+        errors.append(("regularizers", f"classical solvers {baselines} run without a regularizer, but the spec lists "
+                       "none of kind 'none'; add {kind: none}"))
     for k, reg in enumerate(spec.regularizers):
         unknown = sorted(set(reg.solver_lambdas) - set(spec_solvers))
         if unknown:

@@ -7,7 +7,9 @@ whose state went non-finite (``status == "diverged"``), picks the best restart p
 per-row measurement residual ``extras["y_residual"] = ||y - A(x_hat)||``.
 
 A solver is a function ``fn(ctx: SolveContext) -> x_image`` registered with
-``@register_solver(name, space=..., needs_transpose=..., defaults={...})``. It reads per-row
+``@register_solver(name, space=..., needs_transpose=..., defaults={...}, family=..., needs_prior=...,
+tasks=...)`` (``SolverInfo`` says what each field means; ``family`` is ``diffusion`` unless a solver
+says otherwise, the classical baselines in ``solvers/classical`` say ``classical``). It reads per-row
 hyperparameters with ``ctx.param(name)``, draws randomness only from ``ctx.generators`` (through
 ``solvers.rng``), passes every new state through ``ctx.monitor.guard(new, old)`` (the one place
 divergence is handled), and may put per-row tensors into ``ctx.extras``.
@@ -15,12 +17,13 @@ divergence is handled), and may put per-row tensors into ``ctx.extras``.
 Rows never interact: per-row hyperparameters are (B,) tensors, every norm is per row, and the
 random streams of restart ``k > 0`` and of the regularizer are derived from each row's own
 generator seed (``rng.row_seed(seed, tag)``), so a row's result is the same alone or in any batch.
+
+Validation lives in ``solvers/validation.py``, the best-of-K restart selection in
+``solvers/restarts.py``.
 """
 from __future__ import annotations
 
 import dataclasses
-
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -28,6 +31,8 @@ import torch
 
 from solvers import rng as _rng
 from solvers.priors import Prior
+from solvers.restarts import SELECT_CHOICES, select_restarts
+from solvers.validation import as_rows as _as_rows, resolve_options as _resolve_options, validate as _validate
 
 __all__ = [
     "RowBatch", "RegularizerSpec", "SolveOutput", "SolverInfo", "SolveContext", "RowMonitor",
@@ -35,7 +40,7 @@ __all__ = [
 ]
 
 SPACES = ("pixel", "latent", "any")
-SELECT_CHOICES = ("measurement_consistency", "oracle_psnr")
+FAMILIES = ("diffusion", "classical")
 
 
 # ----------------------------------------------------------------------------- data classes
@@ -119,7 +124,13 @@ class SolverInfo:
     ``batch.params`` or as a non-None option. ``validate(prior, batch, num_steps, options)``:
     optional extra checks run before compute. ``step_param``: the per-row hyperparameter that a
     sweep's generic ``step_size`` sets (DPS's zeta, PSLD's omega, ReSample's DPS-step scale, DAPS's
-    Langevin lr), so one spec field sweeps every solver's guidance strength.
+    Langevin lr), so one spec field sweeps every solver's guidance strength; ``None``: the solver
+    has no weight and the generic ``step_size`` is dropped (nothing to search).
+    ``family``: ``diffusion`` (posterior samplers, the default) or ``classical`` (baselines in
+    ``solvers/classical``, which reports group separately; EquiReg is refused for them).
+    ``needs_prior``: ``False`` lets ``solve`` take ``prior=None`` (classical solvers ignore a given
+    prior). ``tasks``: operator names (``operators.OPERATORS`` keys) the solver supports, ``None``
+    for any; another operator is refused before compute, naming the allowed ones.
     """
 
     name: str
@@ -131,7 +142,14 @@ class SolverInfo:
     row_params: tuple = ()
     validate: Callable | None = None
     doc: str = ""
-    step_param: str = "step_size"
+    step_param: str | None = "step_size"
+    family: str = "diffusion"
+    needs_prior: bool = True
+    tasks: tuple | None = None
+
+    def supports(self, operator_name: str) -> bool:
+        """Whether the solver runs on operator ``operator_name`` (see ``tasks``)."""
+        return self.tasks is None or operator_name in self.tasks
 
 
 SOLVERS: dict[str, SolverInfo] = {}
@@ -139,15 +157,18 @@ SOLVERS: dict[str, SolverInfo] = {}
 
 def register_solver(name: str, *, space: str, needs_transpose: bool = False, defaults: dict | None = None,
                     reg_schedule: str = "cutoff", row_params: Sequence[str] = (), validate: Callable | None = None,
-                    step_param: str = "step_size"):
+                    step_param: str | None = "step_size", family: str = "diffusion", needs_prior: bool = True,
+                    tasks: Sequence[str] | None = None):
     """Decorator registering ``fn(ctx) -> x_image`` as solver ``name`` (see ``SolverInfo``)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
 
     def deco(fn):
         SOLVERS[name] = SolverInfo(name, fn, space, bool(needs_transpose), dict(defaults or {}),
                                    reg_schedule, tuple(row_params), validate, (fn.__doc__ or "").strip(),
-                                   step_param)
+                                   step_param, family, bool(needs_prior), None if tasks is None else tuple(tasks))
         return fn
 
     return deco
@@ -181,7 +202,7 @@ class RowMonitor:
 class SolveContext:
     """What a solver function receives for one run (one restart)."""
 
-    prior: Prior
+    prior: Prior | None  # None only for solvers registered with needs_prior=False
     batch: RowBatch
     num_steps: int
     options: dict
@@ -231,19 +252,6 @@ class SolveContext:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _as_rows(v, B: int, name: str) -> torch.Tensor:
-    # python numbers go through float64 so a scalar 0.3 equals a float64 tensor of 0.3 exactly
-    t = torch.as_tensor(v, dtype=torch.float64) if isinstance(v, (int, float)) and not isinstance(v, bool) \
-        else torch.as_tensor(v)
-    if t.ndim == 0:
-        t = t.expand(B)
-    if t.ndim != 1 or t.shape[0] != B:
-        raise ValueError(f"parameter {name!r} must be a scalar or shape ({B},), got {tuple(t.shape)}")
-    if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"parameter {name!r} has non-finite values")
-    return t
-
-
 def derive_generators(generators: Sequence[torch.Generator], tag) -> list[torch.Generator]:
     """Fresh per-row generators seeded from each row's own seed and ``tag`` (same device).
 
@@ -251,79 +259,6 @@ def derive_generators(generators: Sequence[torch.Generator], tag) -> list[torch.
     solver's own noise stream (``lam = 0`` reproduces the baseline bit for bit).
     """
     return [_rng.make_generators([_rng.row_seed(g.initial_seed(), tag)], g.device)[0] for g in generators]
-
-
-def _check_regularizer(spec: RegularizerSpec, info: SolverInfo, prior: Prior, batch: RowBatch) -> None:
-    from solvers import equireg  # local: equireg imports this module
-
-    equireg.validate_spec(spec, prior)
-    if spec.active and "lam" not in batch.params:
-        raise ValueError("regularizer is active but batch.params has no 'lam'")
-
-
-def _validate(info: SolverInfo, prior: Prior, batch: RowBatch, num_steps: int, reg: RegularizerSpec | None,
-              opts: dict, select: str, restarts: int) -> None:
-    if info.space != "any" and prior.space != info.space:
-        raise ValueError(f"solver {info.name!r} needs a {info.space}-space prior, got a {prior.space}-space prior "
-                         f"({getattr(prior, 'name', type(prior).__name__)})")
-    op = batch.operator
-    if info.needs_transpose and not getattr(op, "has_transpose", False):
-        raise ValueError(f"solver {info.name!r} needs operator.transpose, which {getattr(op, 'name', op)!r} lacks")
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-    B = batch.size
-    y = batch.y
-    if not torch.is_tensor(y) or not torch.is_floating_point(y):
-        raise ValueError("batch.y must be a floating-point tensor")
-    m_shape = tuple(getattr(op, "measurement_shape", y.shape[1:]))
-    if tuple(y.shape[1:]) != m_shape:
-        raise ValueError(f"y has shape {tuple(y.shape[1:])} per row but operator {getattr(op, 'name', '')!r} "
-                         f"measures {m_shape}")
-    i_shape = tuple(getattr(op, "image_shape", prior.image_shape))
-    if i_shape != tuple(prior.image_shape):
-        raise ValueError(f"operator image_shape {i_shape} != prior image_shape {tuple(prior.image_shape)}")
-    op_b = int(getattr(op, "batch", 1))
-    if op_b not in (1, B):
-        raise ValueError(f"operator batch {op_b} must be 1 or the row count {B}")
-    if len(batch.generators) != B:
-        raise ValueError(f"{len(batch.generators)} generators for {B} rows")
-    off = sorted({str(g.device) for g in batch.generators if g.device.type != y.device.type})
-    if off:
-        raise ValueError(f"generators on {off} but y on {y.device}: make them with "
-                         f"rng.make_generators(seeds, device=y.device)")
-    for k, v in batch.params.items():
-        _as_rows(v, B, k)
-    for k in info.row_params:
-        if batch.params.get(k) is None and opts.get(k) is None:
-            raise ValueError(f"solver {info.name!r} needs per-row parameter {k!r}: give it in batch.params or options")
-        _as_rows(batch.params.get(k, opts.get(k)), B, k)
-    lam = batch.params.get("lam")
-    if lam is not None and bool((torch.as_tensor(lam) < 0).any()):
-        raise ValueError("lam must be >= 0 for every row")
-    if reg is not None:
-        _check_regularizer(reg, info, prior, batch)
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
-    if select not in SELECT_CHOICES:
-        raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
-    if select == "oracle_psnr":
-        if batch.x_true is None:
-            raise ValueError("select 'oracle_psnr' is an oracle: it needs batch.x_true (the ground truth)")
-        if tuple(batch.x_true.shape) != (B, *prior.image_shape):
-            raise ValueError(f"x_true shape {tuple(batch.x_true.shape)} != {(B, *prior.image_shape)}")
-    if info.validate is not None:
-        info.validate(prior, batch, num_steps, opts)
-
-
-def _resolve_options(info: SolverInfo, options: dict | None) -> tuple[dict, int, str]:
-    options = dict(options or {})
-    restarts = int(options.pop("restarts", 1))
-    select = options.pop("select", "measurement_consistency")
-    unknown = sorted(set(options) - set(info.defaults))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for solver {info.name!r}; allowed: "
-                         f"{sorted(info.defaults) + ['restarts', 'select']}")
-    return {**info.defaults, **options}, restarts, select
 
 
 def check_options(name: str, options: dict | None) -> None:
@@ -341,23 +276,19 @@ def check_options(name: str, options: dict | None) -> None:
         raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
 
 
-def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per-row PSNR on [0, 1] images (inputs in [-1, 1]); only for the oracle selection."""
-    mse = (((x.clamp(-1, 1) - ref) / 2) ** 2).reshape(x.shape[0], -1).mean(1)
-    return -10 * torch.log10(mse.clamp_min(1e-20))
-
-
 def _map_step_size(info: SolverInfo, batch: RowBatch) -> RowBatch:
-    """Route the generic per-row ``step_size`` to the solver's own knob (``info.step_param``)."""
+    """Route the generic per-row ``step_size`` to the solver's own knob (``info.step_param``); a
+    solver without one (``None``) drops it."""
     p = batch.params
     if info.step_param == "step_size" or "step_size" not in p or info.step_param in p:
         return batch
     params = {k: v for k, v in p.items() if k != "step_size"}
-    params[info.step_param] = p["step_size"]
+    if info.step_param is not None:
+        params[info.step_param] = p["step_size"]
     return dataclasses.replace(batch, params=params)
 
 
-def _run_once(info: SolverInfo, prior: Prior, batch: RowBatch, num_steps: int, reg_spec, opts: dict,
+def _run_once(info: SolverInfo, prior: Prior | None, batch: RowBatch, num_steps: int, reg_spec, opts: dict,
               generators: list) -> SolveOutput:
     from solvers import equireg
 
@@ -381,9 +312,10 @@ def _run_once(info: SolverInfo, prior: Prior, batch: RowBatch, num_steps: int, r
     return SolveOutput(x.detach(), status, extras)
 
 
-def solve(name: str, prior: Prior, batch: RowBatch, num_steps: int, regularizer: RegularizerSpec | None = None,
+def solve(name: str, prior: Prior | None, batch: RowBatch, num_steps: int, regularizer: RegularizerSpec | None = None,
           options: dict | None = None) -> SolveOutput:
-    """Run solver ``name`` on ``batch``; see the module docstring.
+    """Run solver ``name`` on ``batch``; see the module docstring. ``prior`` may be ``None`` for a
+    solver registered with ``needs_prior=False`` (the classical baselines).
 
     ``options`` are the solver's own (``SOLVERS[name].defaults`` lists them with their official
     defaults) plus ``restarts`` (K runs per row with independent streams; run 0 uses the rows'
@@ -403,7 +335,7 @@ def solve(name: str, prior: Prior, batch: RowBatch, num_steps: int, regularizer:
     for k in range(restarts):
         gens = list(batch.generators) if k == 0 else derive_generators(batch.generators, ("restart", k))
         runs.append(_run_once(info, prior, batch, num_steps, regularizer, opts, gens))
-    meta = {"solver": name, "num_steps": num_steps, "options": opts, "restarts": restarts}
+    meta = {"solver": name, "family": info.family, "num_steps": num_steps, "options": opts, "restarts": restarts}
     if regularizer is not None and regularizer.active:
         meta["regularizer_schedule"] = regularizer.schedule or info.reg_schedule
     if restarts == 1:
@@ -411,24 +343,4 @@ def solve(name: str, prior: Prior, batch: RowBatch, num_steps: int, regularizer:
         out.meta = meta
         return out
 
-    res = torch.stack([r.extras["y_residual"] for r in runs], 1)  # (B, K)
-    div = torch.tensor([[s == "diverged" for s in r.status] for r in runs], device=res.device).T
-    res = torch.where(div | ~torch.isfinite(res), torch.full_like(res, math.inf), res)
-    if select == "oracle_psnr":
-        score = torch.stack([_psnr(r.x, batch.x_true.to(r.x)) for r in runs], 1)
-        score = torch.where(torch.isfinite(res), score, torch.full_like(score, -math.inf))
-        pick = score.argmax(1)
-        meta["select"] = "oracle_psnr (ORACLE: uses the ground truth)"
-    else:
-        pick = res.argmin(1)
-        meta["select"] = "measurement_consistency (ground-truth free)"
-    rows = torch.arange(batch.size, device=pick.device)
-    x = torch.stack([r.x for r in runs], 1)[rows, pick]
-    diverged = [all(r.status[i] == "diverged" for r in runs) for i in range(batch.size)]
-    extras = {}
-    for key in runs[0].extras:
-        stacked = torch.stack([r.extras[key] for r in runs], 1)
-        extras[key] = stacked[rows, pick.to(stacked.device)]
-    extras["restart"] = pick
-    extras["restart_residuals"] = res
-    return SolveOutput(x, ["diverged" if d else "ok" for d in diverged], extras, meta)
+    return select_restarts(runs, select, batch.x_true, meta)

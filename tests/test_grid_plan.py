@@ -138,3 +138,18 @@ def test_solver_lambdas_replace_the_regularizers_lambdas_for_that_solver():
     spec = make(solvers=[{"name": "fake", "num_steps": [2]}],
                 regularizers=[{"kind": "equi", "lambdas": [0.1], "solver_lambdas": {"fake": [3.0, 30.0]}}])
     assert {c.lam for c in grid.expand(spec, FAKE)} == {3.0, 30.0}
+
+
+def test_classical_baselines_run_once_without_regularizer():
+    """Real registries: a classical solver gets only the ``none`` cell, diffusion solvers every cell."""
+    spec = spec_mod.parse({"name": "g", "prior": "embedded", "dataset": {"count": 2},
+                           "tasks": [{"operator": "gaussian_blur"}],
+                           "solvers": [{"name": "dps", "num_steps": [2]}, {"name": "wiener", "num_steps": [1]}],
+                           "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1, 1.0]}]})
+    cfgs = grid.expand(spec)
+    assert sorted((c.solver, c.reg_kind) for c in cfgs) == [("dps", "equi"), ("dps", "equi"), ("dps", "none"),
+                                                          ("wiener", "none")]
+    wiener = next(c for c in cfgs if c.solver == "wiener")
+    from solvers import SOLVERS
+
+    assert wiener.step_size == SOLVERS["wiener"].defaults["weight"]  # the solver's own default weight

@@ -30,12 +30,7 @@ FLIP = torch.eye(D, dtype=DT)[[1, 0, 3, 2]]  # horizontal flip of a flattened (1
 M = torch.diag((W.flip(-1) - W).flatten()) @ FLIP
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _problem():

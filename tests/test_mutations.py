@@ -29,12 +29,7 @@ D = math.prod(SHAPE)
 I4 = torch.eye(D, dtype=DT)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(p, B, params, seed0=0):

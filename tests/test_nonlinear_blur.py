@@ -11,13 +11,7 @@ from operators.nonlinear_blur import (BKSE_FILE, DEFAULT_BLUR_NET, KernelWizard,
                                       load_kernel_wizard, reference_blur)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is shared: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n=24, size=32, seed=0):

@@ -9,7 +9,6 @@ tuned to agree with the paper.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -286,7 +286,7 @@ def encode_bank(vae, images: torch.Tensor, chunk: int = 256, seed: int = 5) -> t
     return torch.cat([vae.encode(both[i: i + chunk]).latent_dist.mean for i in range(0, len(both), chunk)])
 
 
-def train_latent(out: Path = WEIGHTS_DIR, steps: int = 2000, batch: int = 64, lr: float = 5e-4, seed: int = 2,
+def train_latent(out: Path = WEIGHTS_DIR, steps: int = 1200, batch: int = 64, lr: float = 5e-4, seed: int = 2,
                  device: str = "cpu", n_images: int | None = None) -> dict:
     """The latent prior on the saved autoencoder's latents (its shape follows the autoencoder)."""
     from diffusers import AutoencoderKL, UNet2DModel
