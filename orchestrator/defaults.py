@@ -3,16 +3,16 @@
 - MPE function: the EquiReg authors' recipes (SPEC "EquiReg"): the encoder ``E`` for pixel-space
   solvers (their DPS example), the decoder ``D`` for latent-space solvers (their PSLD recipe), and
   ``D o E`` / ``E o D`` (``autoencoder``) for EquiCon, which must map back into x's own space.
-- Step size and solver options: the values searched on the embedded world's tune split and
-  recorded in ``TUNED_SPEC`` (the solver table's spec) for an embedded prior; else the solver's own
-  registry default (``SolverInfo.defaults[step_param]``); else 1.0.
+- Step size and solver options: for an embedded prior, the values searched on the embedded world's
+  tune split and recorded in ``TUNED_SPEC`` (``configs/tuned.yaml``, from configs/tune-steps.yaml);
+  else the solver's own registry default (``SolverInfo.defaults[step_param]``); else 1.0.
 """
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
-TUNED_SPEC = Path(__file__).resolve().parents[1] / "configs" / "solvers-table.yaml"
+TUNED_SPEC = Path(__file__).resolve().parents[1] / "configs" / "tuned.yaml"
 
 
 def default_mpe(space: str, kind: str) -> str:
@@ -52,3 +52,32 @@ def default_step_size(name: str, solver_info, task: str, embedded: bool) -> floa
             return tuned
     value = (getattr(solver_info, "defaults", {}) or {}).get(getattr(solver_info, "step_param", "step_size"))
     return float(value) if isinstance(value, (int, float)) and value > 0 else 1.0
+
+
+def tuned_document(best_config: dict, note: str = "") -> dict:
+    """``configs/tuned.yaml`` from a step search's ``best-config.yaml``: per solver, the best step size
+    per task (``task_step_sizes``), its step count and options, and where they were searched."""
+    solvers: dict = {}
+    for entry in best_config.get("best", {}).values():
+        if entry.get("regularizer", "none") != "none":
+            continue
+        frag = entry["sweep"]["solvers"][0]
+        sol = solvers.setdefault(entry["solver"], {"name": entry["solver"], "num_steps": frag["num_steps"],
+                                                   "options": frag.get("options", {}), "task_step_sizes": {}})
+        sol["task_step_sizes"][entry["task"]] = [float(f"{entry['step_size']:.4g}")]
+    search = best_config.get("search", {})
+    return {"source": {"search": search.get("run_id"), "tuning_images": search.get("tuning_images"), "note": note},
+            "solvers": [solvers[k] for k in sorted(solvers)]}
+
+
+if __name__ == "__main__":  # python -m orchestrator.defaults BEST_CONFIG.yaml OUT.yaml
+    import sys
+
+    import yaml
+
+    src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+    doc = tuned_document(yaml.safe_load(src.read_text()), note=f"written from {src}")
+    dst.write_text("# Step sizes searched on the tune split (python -m orchestrator.defaults); read by\n"
+                   "# orchestrator.defaults for specs and `equibench solve` that give none.\n"
+                   + yaml.safe_dump(doc, sort_keys=False))
+    print(f"wrote {dst}")

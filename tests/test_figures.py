@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator import figures, report
 from orchestrator.cli import main as cli_main
-from tests.test_report import build_rich_store, build_store
+from tests.support.report_stores import build_rich_store, build_store
 
 
 @pytest.fixture(scope="module")
