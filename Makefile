@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-faults test-all bench train-embedded smoke clean
+.PHONY: venv demo test test-faults test-all bench train-embedded smoke clean tune-steps calibrate
 
 venv: $(STAMP)
 
@@ -37,6 +37,19 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
+
+# The embedded world's tuning pipeline, all on the tune split: step sizes -> configs/tuned.yaml
+# (the shared defaults of run and solve), then lambda influence -> per-solver lambda ranges.
+tune-steps: $(STAMP)
+	$(EQB) tune configs/tune-weights.yaml --store runs/tune-weights --out report/tune-weights
+	$(EQB) tune configs/tune-steps.yaml --store runs/tune-steps --out report/tune-steps
+	$(EQB) tune configs/tune-steps-pixel.yaml --store runs/tune-steps-pixel --out report/tune-steps-pixel
+	$(PY) -m orchestrator.defaults configs/tuned.yaml report/tune-steps/best-config.yaml \
+		report/tune-steps-pixel/best-config.yaml report/tune-weights/best-config.yaml
+
+calibrate: $(STAMP)
+	$(EQB) run configs/calibrate-lambda.yaml --store runs/calibrate
+	$(EQB) calibrate --store runs/calibrate --run calibrate-lambda --out report/calibrate-lambda
 
 train-embedded: $(STAMP)
 	$(EQB) train-embedded --parallel

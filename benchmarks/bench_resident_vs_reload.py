@@ -61,9 +61,13 @@ def demo_slice(name: str, images: int, steps: int | None, max_configs: int | Non
     demo = yaml.safe_load(DEMO.read_text()) if DEMO.exists() else copy.deepcopy(FALLBACK_DEMO)
     solver = next((s for s in demo["solvers"] if s["name"] == "dps"), demo["solvers"][0])
     solver = {**solver, "num_steps": [int(steps)] if steps else list(solver["num_steps"])[:1],
-              "step_sizes": list(solver.get("step_sizes", [1.0]))[:1]}
+              **({"step_sizes": list(solver["step_sizes"])[:1]} if solver.get("step_sizes") else {})}
     task = next((t for t in demo["tasks"] if t["operator"] == "box_inpainting"), demo["tasks"][0])
     regs = copy.deepcopy(demo.get("regularizers", [{"kind": "none"}]))
+    for r in regs:  # the slice keeps one solver: its own lambdas, no other solver's
+        per = r.pop("solver_lambdas", {}) or {}
+        if solver["name"] in per:
+            r["lambdas"] = list(per[solver["name"]])
     if max_configs:  # quick mode: keep the first configs only
         kept, n = [], 0
         for r in regs:

@@ -26,10 +26,30 @@ COMMAND_MODULES = (
     "orchestrator.commands.solve",  # solve: one solver on a few images, PNG grid + metrics
     "orchestrator.commands.report",  # report: tables and figures
     "orchestrator.commands.tune",  # tune: Ray Tune search
+    "orchestrator.commands.calibrate",  # calibrate: per-solver lambda ranges from influence ratios
     "orchestrator.commands.train",  # train-embedded: the embedded world's models
 )
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+DESCRIPTION = ("EquiBench: run sweeps of inverse-problem solvers (with and without EquiReg) into a resumable "
+               "store, then query, export and report them.")
+
+#: Command -> (module, one-line help) for ``equibench --help``, which imports no command module (so
+#: no torch, pandas or Ray: it prints in well under a second); ``equibench CMD ...`` imports CMD's.
+COMMANDS = {
+    "run": ("orchestrator.commands.run", "run or resume a sweep spec (YAML) into a store"),
+    "plan": ("orchestrator.commands.plan", "what `run SPEC` would compute (configs, rows, units, time), computing nothing"),
+    "status": ("orchestrator.commands.run", "per-run progress and failures of a store"),
+    "query": ("orchestrator.commands.run", "read-only SQL (duckdb) over a store"),
+    "export": ("orchestrator.commands.export", "write a query's result to a CSV or Parquet file outside the store"),
+    "report": ("orchestrator.commands.report", "paper-style tables and figures from a store"),
+    "solve": ("orchestrator.commands.solve", "one solver, with and without EquiReg, on a few images"),
+    "tune": ("orchestrator.commands.tune", "Ray Tune search over a spec's hyperparameters"),
+    "list": ("orchestrator.commands.listing", "registry entries: solvers, operators, groups, metrics, datasets"),
+    "spec": ("orchestrator.commands.listing", "the sweep spec reference: every field, type, default, allowed values"),
+    "train-embedded": ("orchestrator.commands.train", "train the embedded world's models"),
+    "calibrate": ("orchestrator.commands.calibrate", "per-solver lambda ranges from influence ratios in a store"),
+}
 
 
 def _finite(v) -> bool:
@@ -55,13 +75,22 @@ OUT_DIR_COMMANDS = ("solve", "report", "tune", "train-embedded")
 READ_STORE_COMMANDS = ("status", "query", "report", "export")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="equibench", description=__doc__.splitlines()[0],
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's module is imported (the others are
+    listed from ``COMMANDS``). A missing or broken command module is an error, never skipped."""
+    parser = argparse.ArgumentParser(prog="equibench", description=DESCRIPTION,
                                      epilog="`equibench COMMAND --help` for each command; spec fields: "
                                             "`equibench spec --fields` or docs/SPEC-REFERENCE.md")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:  # a missing or broken command module is an error, never skipped
-        importlib.import_module(name).register(subparsers)
+    if command is None:
+        for name in COMMAND_MODULES:
+            importlib.import_module(name).register(subparsers)
+        return parser
+    importlib.import_module(COMMANDS[command][0]).register(subparsers)
+    have = set(subparsers.choices)
+    for name, (_, help_) in COMMANDS.items():
+        if name not in have:
+            subparsers.add_parser(name, help=help_)
     return parser
 
 
@@ -95,12 +124,36 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _stub_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="equibench", description=DESCRIPTION,
+                                     epilog="`equibench COMMAND --help` for each command; spec fields: "
+                                            "`equibench spec --fields` or docs/SPEC-REFERENCE.md")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        subparsers.add_parser(name, help=help_)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in COMMANDS:
+        parser = build_parser(command)
+    elif command is None:
+        parser = _stub_parser()  # `equibench`, `equibench --help`: no command module imported
+    else:
+        parser = build_parser()  # a command missing from COMMANDS still works; argparse names typos
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    import warnings
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # no source line, one line each
+        print(f"equibench {args.command}: warning: {message}", file=sys.stderr if file is None else file)
+
+    previous = warnings.showwarning
+    warnings.showwarning = one_line
     try:
         check_args(args)
         return int(args.func(args) or 0)
@@ -113,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"equibench {args.command}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

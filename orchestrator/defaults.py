@@ -44,6 +44,13 @@ def tuned_settings(solver: str, task: str, path: Path = TUNED_SPEC) -> tuple[flo
     return (float(sizes[0]) if sizes else None), dict(sol.options)
 
 
+def tuned_num_steps(solver: str, path: Path = TUNED_SPEC) -> int | None:
+    """The step count the tuned step sizes of ``solver`` were searched at (None: not searched)."""
+    entry = _tuned_entries(str(path)).get(solver)
+    steps = (entry or {}).get("num_steps")
+    return int(steps[0] if isinstance(steps, list) else steps) if steps else None
+
+
 def default_step_size(name: str, solver_info, task: str, embedded: bool) -> float:
     """The step size solver ``name`` (registry entry ``solver_info``) runs on ``task`` when none is given."""
     if embedded:
@@ -70,14 +77,18 @@ def tuned_document(best_config: dict, note: str = "") -> dict:
             "solvers": [solvers[k] for k in sorted(solvers)]}
 
 
-if __name__ == "__main__":  # python -m orchestrator.defaults BEST_CONFIG.yaml OUT.yaml
+if __name__ == "__main__":  # python -m orchestrator.defaults OUT.yaml BEST_CONFIG.yaml [BEST_CONFIG.yaml ...]
     import sys
 
     import yaml
 
-    src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-    doc = tuned_document(yaml.safe_load(src.read_text()), note=f"written from {src}")
-    dst.write_text("# Step sizes searched on the tune split (python -m orchestrator.defaults); read by\n"
+    dst, sources = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+    docs = [tuned_document(yaml.safe_load(p.read_text()), note=f"written from {p}") for p in sources]
+    merged = {"sources": [d["source"] for d in docs], "solvers": [s for d in docs for s in d["solvers"]]}
+    names = [s["name"] for s in merged["solvers"]]
+    if len(names) != len(set(names)):
+        raise SystemExit(f"a solver appears in more than one search: {sorted(names)}")
+    dst.write_text("# Step sizes and weights searched on the tune split (python -m orchestrator.defaults); read by\n"
                    "# orchestrator.defaults for specs and `equibench solve` that give none.\n"
-                   + yaml.safe_dump(doc, sort_keys=False))
+                   + yaml.safe_dump(merged, sort_keys=False))
     print(f"wrote {dst}")

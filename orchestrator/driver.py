@@ -16,8 +16,6 @@ are stored as ``failed`` with the error; a solver exception is already a ``faile
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator import grid as _grid
+from orchestrator import guards as _guards
 from orchestrator import plan as _plan
+from orchestrator import run_identity as _identity
 from orchestrator import store
+from orchestrator.cluster import REPO_ROOT, auto_actors, code_version, ensure_ray, start_actors  # noqa: F401
 from orchestrator.progress import Progress
 from orchestrator.spec import SET_METRICS, SweepSpec
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -55,75 +54,6 @@ class SweepResult:
         return self.units == 0 and self.sets_written == 0
 
 
-def code_version() -> str:
-    """``git describe`` of the checkout (``-dirty`` when modified), else the package version."""
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty", "--tags"],
-                             capture_output=True, text=True, timeout=5)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        from importlib.metadata import version
-
-        return f"equibench-{version('equibench')}"
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
-def ensure_ray(address: str | None = None) -> bool:
-    """Connect to ``address`` or start local Ray with this machine's CPUs; True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}}
-    kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=False, runtime_env=env)
-    if address:
-        ray.init(address=address, **kwargs)
-        return True
-    # address='local' always starts a fresh local Ray, never attaching to another process's
-    # cluster (ray.init() alone may connect to the latest one found under /tmp/ray). On an
-    # overloaded machine the raylet can miss Ray's start-up deadline: retry once before failing.
-    for attempt in (1, 2):
-        try:
-            ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
-            return True
-        except Exception:  # noqa: BLE001 - Ray raises several types for a start-up timeout
-            if attempt == 2:
-                raise
-            ray.shutdown()
-            time.sleep(2.0)
-    return True
-
-
-def auto_actors(spec: SweepSpec, n_units: int) -> int:
-    """As many actors as the cluster can hold (GPUs / num_gpus, or CPUs / threads), at most n_units."""
-    import ray
-
-    res = ray.cluster_resources()
-    r = spec.resources
-    if r.num_gpus > 0:
-        n = int(res.get("GPU", 0) // r.num_gpus)
-    else:
-        n = int(res.get("CPU", 1) // max(r.threads, r.num_cpus))
-    return max(1, min(n, n_units))
-
-
-def start_actors(spec: SweepSpec, n: int, backend: str | None = None, name: str | None = None) -> list:
-    """``n`` Worker actors with the spec's resources (fractional CPUs/GPUs, explicit threads)."""
-    from orchestrator.worker import Worker
-
-    r = spec.resources
-    return [
-        Worker.options(num_cpus=r.num_cpus, num_gpus=r.num_gpus).remote(
-            backend=backend, threads=r.threads, use_gpu=r.num_gpus > 0, metric_weights=dict(spec.metric_weights),
-            name=f"{name or spec.name}-{i}")
-        for i in range(n)
-    ]
-
-
 def _config_images(store_dir, run_id: str, config_id: str):
     """Stacked (x_hat, x_true) of a config's ok rows, from the store's image files."""
     df = store.load(store_dir, run=run_id, filters={"config_id": config_id, "status": "ok"},
@@ -141,14 +71,22 @@ def _config_images(store_dir, run_id: str, config_id: str):
 class _Sweep:
     """State of one driver run (kept in one place so ``run_sweep`` reads top to bottom)."""
 
-    def __init__(self, spec: SweepSpec, store_dir, backend, progress: Progress, context: dict, max_attempts: int):
+    def __init__(self, spec: SweepSpec, store_dir, backend, progress: Progress, context: dict, max_attempts: int,
+                 retry: dict | None = None):
         self.spec, self.store_dir, self.backend = spec, Path(store_dir), backend
         self.progress, self.context, self.max_attempts = progress, context, max_attempts
         self.attempts: dict[str, int] = defaultdict(int)
+        self.retry = dict(retry or {})  # old unit file -> diverged keys a retried unit replaces
 
     def store_unit(self, unit: _plan.WorkUnit, result: dict) -> tuple[int, int, int]:
         rows = result["rows"]
-        store.write_unit(self.store_dir, self.spec.name, unit.unit_id, rows)
+        path = store.write_unit(self.store_dir, self.spec.name, unit.unit_id, rows, grid_hash=self.context.get("grid_hash"))
+        if self.retry:  # --retry-diverged: the new rows replace the old ones, never doubling them
+            keys = {(r.config_id, r.sample_id) for r in unit.rows}
+            for old, old_keys in list(self.retry.items()):
+                if old != path and old_keys & keys:
+                    store.drop_rows(old, old_keys & keys)
+                    self.retry[old] = old_keys - keys
         if result.get("images"):
             store.save_images(self.store_dir, self.spec.name, unit.unit_id, result["images"])
         ok = sum(r["status"] == "ok" for r in rows)
@@ -181,29 +119,71 @@ def _set_row(spec: SweepSpec, cfg: _grid.Config, n: int, got: dict, context: dic
     }
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: what was stored stays stored, a rerun resumes exactly."""
+
+    def __init__(self, run_id: str, rows_stored: int, rows_total_ok: int, total: int):
+        super().__init__(f"interrupted: {rows_stored} rows stored by this run ({rows_total_ok} of {total} in the store "
+                         f"for run {run_id!r}); rerun the same command to resume")
+        self.run_id, self.rows_stored, self.rows_total_ok, self.total = run_id, rows_stored, rows_total_ok, total
+
+
 def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_actors: int | None = None,
               backend: str | None = None, progress: Progress | None = None, quiet: bool = False,
               inflight_per_actor: int = 2, max_attempts: int = 3, stop_after_units: int | None = None,
-              context: dict | None = None, actors: list | None = None, actor_wait_s: float = 600.0) -> SweepResult:
+              context: dict | None = None, actors: list | None = None, actor_wait_s: float = 600.0,
+              force: bool = False, extend: bool = False, retry_diverged: bool = False) -> SweepResult:
     """Run (or resume) ``spec`` into ``store_dir``; see the module docstring.
 
     ``stop_after_units`` stops the driver after storing that many units, as if it had been killed
     (a test hook for resume). ``context`` adds run_kind/trial_id (Tune trials use the same path).
     ``actors``: existing ``Worker`` handles to use (and leave running), e.g. shared by Tune trials
-    or a test module, so their resident models are reused across sweeps.
+    or a test module, so their resident models are reused across sweeps. ``force`` skips the grid
+    size and resource guards; ``extend`` lets the run name take another grid; ``retry_diverged``
+    recomputes stored diverged rows, replacing them. Ctrl-C raises ``SweepInterrupted``.
+    Nothing is written before every check has passed, and nothing at all when there is nothing to do.
     """
     t0 = time.perf_counter()
+    progress_box: list = []
+    try:
+        return _run_sweep(spec, store_dir, t0, progress_box, address=address, num_actors=num_actors, backend=backend,
+                          progress=progress, quiet=quiet, inflight_per_actor=inflight_per_actor,
+                          max_attempts=max_attempts, stop_after_units=stop_after_units, context=context, actors=actors,
+                          actor_wait_s=actor_wait_s, force=force, extend=extend, retry_diverged=retry_diverged)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, SweepInterrupted):
+            raise
+        done = len(store.completed_keys(store_dir, spec.name)) if Path(store_dir).is_dir() else 0
+        total = progress_box[0] if progress_box else 0
+        rows = progress_box[1].rows if len(progress_box) > 1 else 0
+        raise SweepInterrupted(spec.name, rows, done, total) from None
+
+
+def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backend, progress, quiet,
+               inflight_per_actor, max_attempts, stop_after_units, context, actors, actor_wait_s,
+               force, extend, retry_diverged) -> SweepResult:
     run_id = spec.name
-    context = {"run_id": run_id, "run_kind": "sweep", "code_version": code_version(),
-               "save_images": spec.save_images or any(m in SET_METRICS for m in spec.metrics),
-               "metrics": list(spec.metrics), **(context or {})}
+    _guards.check_grid_size(spec, force=force)
+    _guards.check_address(address)
     configs = _grid.expand(spec, backend)
     samples = _grid.sample_ids(spec)
     total = len(configs) * len(samples)
-    store.register_run(store_dir, run_id, spec.canonical(), total, n_configs=len(configs), n_samples=len(samples))
-    done = store.completed_keys(store_dir, run_id, context.get("trial_id"))
+    progress_box.append(total)
+    ghash = _identity.grid_hash([c.config_id for c in configs], samples)
+    record = store.read_run(store_dir, run_id) if Path(store_dir).is_dir() else None
+    accepted = _identity.check(record, run_id, store_dir, ghash, len(configs), len(samples), extend=extend)
+    context = {"run_id": run_id, "run_kind": "sweep", "code_version": code_version(),
+               "save_images": spec.save_images or any(m in SET_METRICS for m in spec.metrics),
+               "metrics": list(spec.metrics), "grid_hash": ghash, **(context or {})}
+    grid = {(c.config_id, s) for c in configs for s in samples}
+    statuses = ("ok",) if retry_diverged else ("ok", "diverged")
+    done = store.completed_keys(store_dir, run_id, context.get("trial_id"), statuses=statuses) & grid
+    retry = {}  # unit file -> its diverged keys being recomputed (dropped from it once replaced)
+    if retry_diverged and Path(store_dir).is_dir():
+        retry = {f: k & grid for f, k in store.files_with_keys(store_dir, run_id, "diverged").items()}
+        done -= {k for keys in retry.values() for k in keys}
     units = _plan.plan(configs, samples, spec.batch_size, done)
-    skipped = sum(1 for c in configs for s in samples if (c.config_id, s) in done)
+    skipped = len(done)
     result = SweepResult(run_id, total, skipped, units=len(units))
 
     # Configs whose set metrics are still owed: pending rows count down as units come back.
@@ -214,26 +194,44 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
         for r in u.rows:
             pending[r.config_id] += 1
     sets_todo: list[str] = []
-    if want_sets:
+    if want_sets and Path(store_dir).is_dir():
         have_sets = set(store.load_sets(store_dir, run=run_id, columns=["config_id"])["config_id"])
         sets_todo = [cid for cid in by_id if pending[cid] == 0 and cid not in have_sets]
 
     progress = progress or Progress(run_id, len(units), sum(u.size for u in units), skipped, quiet=quiet)
+    progress_box.append(progress)
     if not units and not sets_todo:
-        progress.log(f"[{run_id}] nothing to compute: all {total} rows already stored ok in {store_dir}")
+        if record is None or accepted != record.get("grid_hashes"):  # identity to record, no rows to write
+            store.check_writable(store_dir)
+            store.register_run(store_dir, run_id, spec.canonical(), total, n_configs=len(configs),
+                               n_samples=len(samples), grid_hash=ghash, grid_hashes=accepted)
+        progress.log(f"[{run_id}] nothing to compute: all {total} rows already stored in {store_dir}")
         result.wall_s = time.perf_counter() - t0
         return result
 
+    store.check_writable(store_dir)
     import ray
 
     started_ray = ensure_ray(address)
     own_actors = actors is None
     if own_actors:
+        if not force:  # before any actor starts: an actor that cannot be placed waits forever
+            try:
+                _guards.check_resources(spec, ray.cluster_resources(), num_actors or spec.resources.num_actors)
+            except _guards.GuardError:
+                if started_ray:
+                    ray.shutdown()
+                raise
+        store.register_run(store_dir, run_id, spec.canonical(), total, n_configs=len(configs),
+                           n_samples=len(samples), grid_hash=ghash, grid_hashes=accepted)
         n_actors = num_actors or spec.resources.num_actors or auto_actors(spec, max(len(units), 1))
         n_actors = max(1, min(n_actors, max(len(units), 1)))
         actors = start_actors(spec, n_actors, backend)
+    else:
+        store.register_run(store_dir, run_id, spec.canonical(), total, n_configs=len(configs),
+                           n_samples=len(samples), grid_hash=ghash, grid_hashes=accepted)
     n_actors = len(actors)
-    sweep = _Sweep(spec, store_dir, backend, progress, context, max_attempts)
+    sweep = _Sweep(spec, store_dir, backend, progress, context, max_attempts, retry)
     progress.start()
     progress.log(f"[{run_id}] {len(units)} units on {n_actors} actor(s); {skipped}/{total} rows already stored")
     queue = list(units)
@@ -292,7 +290,8 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
                         continue
                     except Exception as exc:  # noqa: BLE001
                         got = {"error": f"{type(exc).__name__}: {exc}"}
-                    store.write_sets(store_dir, run_id, cid, [_set_row(spec, by_id[cid], n, got, context, n == len(samples))])
+                    store.write_sets(store_dir, run_id, cid, [_set_row(spec, by_id[cid], n, got, context, n == len(samples))],
+                                     grid_hash=ghash)
                     result.sets_written += 1
                     continue
                 unit = payload

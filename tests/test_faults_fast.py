@@ -13,16 +13,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from tests.test_faults import (  # noqa: E402
+from orchestrator import spec as spec_mod  # noqa: E402
+from tests.support.faults import (  # noqa: E402
     check_bad_spec_corpus, scenario_actor_kills, scenario_nan_rows, scenario_solver_raises_then_rerun,
     scenario_truncated_parquet, start_local_ray, start_pool,
 )
-# the spec checks for non-finite numbers and option values (no Ray, milliseconds) are collected here
-# too, without the faults marker
-from tests.test_faults import (  # noqa: E402,F401
-    test_bad_option_values_rejected_before_models, test_non_finite_numbers_rejected,
-)
-
 pytestmark = pytest.mark.ray
 
 
@@ -66,3 +61,35 @@ def test_truncated_parquet_detected_ignored_recomputed(tmp_path, pool):
     logs = tmp_path / "logs"
     logs.mkdir()
     scenario_truncated_parquet(tmp_path / "store", logs, pool, count=2)
+
+
+# the spec checks for non-finite numbers and option values (no Ray, milliseconds)
+_BASE = {"name": "gap", "prior": "embedded", "dataset": {"count": 2}, "tasks": [{"operator": "box_inpainting"}],
+         "solvers": [{"name": "dps", "num_steps": [2]}], "regularizers": [{"kind": "none"}]}
+
+
+@pytest.mark.parametrize("over", [
+    {"regularizers": [{"kind": "equi", "lambdas": [float("nan")]}]},
+    {"regularizers": [{"kind": "equi", "lambdas": [float("inf")]}]},
+    {"tasks": [{"operator": "box_inpainting", "sigma_y": [float("nan")]}]},
+    {"solvers": [{"name": "dps", "num_steps": [2], "step_sizes": [float("inf")]}]},
+    {"resources": {"num_cpus": float("inf")}},
+], ids=["lambda-nan", "lambda-inf", "sigma-nan", "step-inf", "num_cpus-inf"])
+def test_non_finite_numbers_rejected(over):
+    try:
+        spec_mod.parse({**_BASE, **over})
+    except spec_mod.SpecError:
+        return
+    raise AssertionError(f"accepted {over}")
+
+
+@pytest.mark.parametrize("options", [{"select": "bogus"}, {"restarts": 0}], ids=["select", "restarts"])
+def test_bad_option_values_rejected_before_models(options):
+    try:
+        spec_mod.parse({**_BASE, "solvers": [{"name": "dps", "num_steps": [2], "options": options}]})
+    except spec_mod.SpecError:
+        return
+    raise AssertionError(f"accepted options {options}")
+
+
+# ================================================================== one local Ray per class

@@ -150,6 +150,8 @@ def test_classical_baselines_run_once_without_regularizer():
     assert sorted((c.solver, c.reg_kind) for c in cfgs) == [("dps", "equi"), ("dps", "equi"), ("dps", "none"),
                                                           ("wiener", "none")]
     wiener = next(c for c in cfgs if c.solver == "wiener")
+    from orchestrator.defaults import default_step_size
     from solvers import SOLVERS
 
-    assert wiener.step_size == SOLVERS["wiener"].defaults["weight"]  # the solver's own default weight
+    # the shared default: the tuned weight of configs/tuned.yaml, else the registry's
+    assert wiener.step_size == default_step_size("wiener", SOLVERS["wiener"], "gaussian_blur", embedded=True)

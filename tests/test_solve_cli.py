@@ -42,7 +42,7 @@ def test_solve_writes_grid_and_metrics(tmp_path, capsys, solver, reg):
 
 @pytest.mark.parametrize("argv,match", [
     (["--solver", "nope"], "unknown solver 'nope'"),
-    (["--solver", "dps", "--lam", "-1"], "--lam must be >= 0"),
+    (["--solver", "dps", "--lam", "-1"], "--lam -1.0: allowed: a number >= 0"),
     (["--solver", "dps", "--task", "nope"], "unknown task 'nope'"),
 ])
 def test_solve_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, match):
@@ -77,16 +77,16 @@ def test_generators_on_another_device_than_y_are_refused():
 
 
 def test_defaults_are_the_tuned_embedded_settings():
-    """Reference: configs/solvers-table.yaml (the searched step sizes and options per task)."""
+    """Reference: configs/tuned.yaml (step sizes and options searched on the tune split, per task)."""
     import yaml
 
-    from orchestrator.commands.solve import TUNED_SPEC, tuned_settings
+    from orchestrator.defaults import TUNED_SPEC, tuned_settings
 
     table = {s["name"]: s for s in yaml.safe_load(TUNED_SPEC.read_text())["solvers"]}
+    assert {"dps", "psld", "resample", "daps", "latent_daps", "wiener", "tv_pd"} <= set(table)
     for name, entry in table.items():
-        for task in ("box_inpainting", "gaussian_blur", "super_resolution"):
+        for task, sizes in entry["task_step_sizes"].items():
             step, options = tuned_settings(name, task)
-            expect = entry.get("task_step_sizes", {}).get(task, entry["step_sizes"])[0]
-            assert step == expect and options == entry.get("options", {})
+            assert step == sizes[0] and options == entry.get("options", {})
     assert tuned_settings("nope", "gaussian_blur") == (None, {})
     assert tuned_settings("dps", "gaussian_blur", path=TUNED_SPEC.with_name("absent.yaml")) == (None, {})

@@ -145,3 +145,86 @@ def test_register_run_keeps_history(tmp_path):
 def test_bad_ids_rejected(tmp_path):
     with pytest.raises(ValueError, match="run_id '../x'"):
         store.write_unit(tmp_path, "../x", "u1", _rows())
+
+
+# ------------------------------------------------------------------ issue 16: robustness
+import pyarrow as pa  # noqa: E402
+
+
+def test_foreign_schema_file_named_once_and_skipped(tmp_path):
+    store.write_unit(tmp_path, "r1", "u1", _rows())
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "results" / "run=r1" / "unit-foreign.parquet")
+    pq.write_table(pa.table({"config_id": ["c"], "sample_id": [0], "status": ["ok"], "psnr": ["x"]}),
+                   tmp_path / "results" / "run=r1" / "unit-typed.parquet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(store.load(tmp_path)) == 3
+        assert len(store.load(tmp_path)) == 3  # named once per process, not per read
+        assert store.connect(tmp_path).execute("select count(*) from results_all").fetchone()[0] == 3
+    msgs = [str(w.message) for w in caught if issubclass(w.category, store.StoreWarning)]
+    assert len(msgs) == 2 and any("unit-foreign.parquet: foreign schema" in m for m in msgs)
+    assert any("column 'psnr' is string" in m for m in msgs)
+
+
+def test_files_of_another_run_or_grid_ignored(tmp_path):
+    store.write_unit(tmp_path, "r1", "u1", _rows(), grid_hash="g1")
+    store.register_run(tmp_path, "r1", {"name": "r1"}, 3, grid_hash="g1", grid_hashes=["g1"])
+    other = store.write_unit(tmp_path, "r2", "u9", _rows(config_id="c9"))
+    (tmp_path / "results" / "run=r1" / "unit-u9.parquet").write_bytes(other.read_bytes())  # copied across runs
+    store.write_unit(tmp_path, "r1", "stale", _rows(config_id="c7"), grid_hash="g0")  # written for another grid
+    with pytest.warns(store.StoreWarning):
+        df = store.load(tmp_path, run="r1")
+    assert set(df["config_id"]) == {"c1"}
+    why = dict((p.name, w) for p, w in store.problems(tmp_path, run="r1"))
+    assert "belong to run 'r2'" in why["unit-u9.parquet"] and "another grid" in why["unit-stale.parquet"]
+
+
+def test_missing_store_is_an_error_not_empty(tmp_path):
+    with pytest.raises(store.StoreError, match="does not exist"):
+        store.load(tmp_path / "typo")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(store.StoreError, match="is a file"):
+        store.connect(tmp_path / "f")
+    assert store.completed_keys(tmp_path / "typo", "r1") == set()  # a store about to be created: nothing done
+
+
+def test_diverged_keys_and_drop_rows(tmp_path):
+    path = store.write_unit(tmp_path, "r1", "u1", _rows(samples=(0, 1)) + _rows(samples=(2,), status="diverged"),
+                            grid_hash="g")
+    assert store.completed_keys(tmp_path, "r1", statuses=("ok", "diverged")) == {("c1", 0), ("c1", 1), ("c1", 2)}
+    assert store.files_with_keys(tmp_path, "r1", "diverged") == {path: {("c1", 2)}}
+    assert store.drop_rows(path, {("c1", 2)}) == 1
+    assert sorted(store.load(tmp_path)["sample_id"]) == [0, 1]
+    assert store.drop_rows(path, {("c1", 0), ("c1", 1)}) == 2 and not path.exists()
+
+
+@pytest.mark.parametrize("sql", [
+    "copy (select 1) to '{s}/results/run=r1/unit-u1.parquet'", "copy (select 1) to '{s}/runs/r1.json'",
+    "copy results to '{s}/../out.csv'", "attach '{s}/../x.db'", "select * from read_csv('/etc/passwd')",
+    "select * from read_parquet('{s}/results/run=r1/unit-u1.parquet')", "install httpfs", "load httpfs",
+    "set enable_external_access = true",
+])
+def test_query_cannot_write_or_read_outside(tmp_path, sql):
+    import duckdb
+
+    s = tmp_path / "s"
+    store.write_unit(s, "r1", "u1", _rows())
+    store.register_run(s, "r1", {"name": "r1"}, 3)
+    before = {p: p.read_bytes() for p in s.rglob("*") if p.is_file()}
+    con = store.connect(s)
+    with pytest.raises(duckdb.Error):
+        con.execute(sql.format(s=s))
+    assert {p: p.read_bytes() for p in s.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "x.db").exists()
+    assert con.execute("select count(*) from results").fetchone()[0] == 3
+
+
+def test_export_writes_outside_the_store(tmp_path):
+    s = tmp_path / "s"
+    store.write_unit(s, "r1", "u1", _rows())
+    path, fmt = store.check_export_path(tmp_path / "x.parquet", s)
+    table = store.connect(s).sql("select config_id, psnr from results").to_arrow_table()
+    store.write_extract(table, path, fmt)
+    assert pq.read_table(path).num_rows == 3
+    with pytest.raises(ValueError, match="inside the store"):
+        store.check_export_path(s / "x.csv", s)

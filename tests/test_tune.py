@@ -11,6 +11,7 @@ from __future__ import annotations
 from tests.orchestrator_fakes import descendants as _descendants_from_fakes
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -57,14 +58,14 @@ def fake_spec(**tune_overrides) -> dict:
 
 # ------------------------------------------------------------------------------- validation
 def test_tune_section_errors_are_reported_together_with_field_paths():
-    bad = fake_spec(images={"count": 4, "offset": 2},  # ids 2, 3 are report images (count: 4)
+    bad = fake_spec(images={"split": "report", "count": 4, "offset": 2},  # ids 2, 3 are report images (count: 4)
                     space={"lam": [0.1, 1.0], "zeta": [1.0], "options.nope": [1.0]},
                     num_samples=None, scheduler="asha", chunk_size=4, startup_trials=3)
     bad["tasks"][0]["sigma_y"] = [0.05, 0.1]
     with pytest.raises(SpecError) as exc:
         T.load(bad, backend=FAKE)
     fields = dict(exc.value.errors)
-    assert "[2, 3] are also report images" in fields["tune.images"]
+    assert "share content with report images [2, 3]" in fields["tune.images"]
     assert "unknown parameter" in fields["tune.space.zeta"]
     assert "'fake' has no option 'nope'" in fields["tune.space.options.nope"]
     assert "needs num_samples" in fields["tune.num_samples"]
@@ -104,10 +105,133 @@ def test_cells_templates_and_sweep_fragment_reproduce_the_config():
     assert ts.chunks == [[8, 9], [10, 11]] and ts.mode == "max"
     cfg = equi.config({"lam": 0.0316})
     assert cfg.lam == 0.0316 and cfg.config_id != equi.template.config_id
-    # the best-config fragment merged into the sweep spec gives back exactly this configuration
+    # the best-config fragment merged into the sweep spec gives back exactly this configuration,
+    # on the sweep's report split (the search ran it on the paired tune split)
+    assert (ts.split, ts.sweep.dataset.split) == ("tune", "report") and cfg.split == "tune"
     sweep = {k: v for k, v in fake_spec().items() if k != "tune"}
     merged = spec_mod.parse({**sweep, **T.sweep_fragment(equi, cfg)}, backend=FAKE)
-    assert cfg.config_id in {c.config_id for c in grid.expand(merged, FAKE)}
+    on_report = dataclasses.replace(cfg, split=merged.dataset.split)
+    assert on_report.config_id in {c.config_id for c in grid.expand(merged, FAKE)}
+
+
+# ----------------------------------------------------------------- one writer, verified reads
+def _rows(trial_id, samples, status="ok", psnr=20.0):
+    return [{"trial_id": trial_id, "run_kind": "tune", "config_id": "c1", "sample_id": s, "status": status,
+             "psnr": psnr if status == "ok" else None} for s in samples]
+
+
+def test_trial_rows_are_written_by_the_writer_and_read_back_through_the_verified_readers(tmp_path):
+    """Reference: the store's rules (docs/CONTRACTS.md, Store): readers skip hidden/temporary and
+    unverifiable files by name, one row per key with an ok row first; a trial reads only its own."""
+    from orchestrator.tune.trial_store import TrialWriter, stored_trial_rows
+
+    writer = TrialWriter(tmp_path, "tk")
+    writer.write_unit("asha.cell.t1.u1", _rows("asha.cell.t1", [8], status="failed"))
+    writer.write_unit("asha.cell.t1.u2", _rows("asha.cell.t1", [8, 9], psnr=21.0))
+    writer.write_unit("asha.cell.t2.u1", _rows("asha.cell.t2", [8, 9, 10], psnr=5.0))
+    folder = store.results_dir(tmp_path, "tk")
+    (folder / "unit-asha.cell.t1.torn.parquet").write_bytes(b"PAR1 torn")  # a crash mid-write elsewhere
+    (folder / ".tmp-unit-asha.cell.t1.u3.parquet").write_bytes(b"PAR1")
+    with pytest.warns(store.StoreWarning, match="torn"):
+        got = stored_trial_rows(tmp_path, "tk", "asha.cell.t1", columns=["psnr"])
+    assert sorted(got) == [8, 9] and {r["status"] for r in got.values()} == {"ok"}
+    assert got[8]["psnr"] == pytest.approx(21.0) and isinstance(got[8]["sample_id"], int)
+    assert writer.trial_rows("asha.cell.t2", ["psnr"])[10]["psnr"] == pytest.approx(5.0)
+    assert writer.stats() == {"units": 3, "rows": 6}
+    assert stored_trial_rows(tmp_path / "absent", "tk", "asha.cell.t1") == {}
+
+
+class _Call:
+    """``handle.method.remote(...)`` of a fake actor: an awaitable, as on an async Ray actor."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def remote(self, *args):
+        return self.fn(*args)
+
+
+def test_dispatcher_returns_a_units_rows_only_once_the_writer_stored_them():
+    """Three units from concurrent callers on one worker: each is solved, then stored, then
+    returned (never returned unstored), the worker slot is reused, and reads go to the writer."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from orchestrator.tune.pool import DispatcherCore
+
+    log: list = []
+    stored: dict = {}
+
+    async def solve(unit, context):
+        log.append(("solve", unit.unit_id))
+        await asyncio.sleep(0.01)
+        return {"rows": _rows(context["trial_id"], unit.samples), "images": {}}
+
+    async def write(unit_id, rows):
+        await asyncio.sleep(0.01)
+        stored[unit_id] = rows
+        log.append(("stored", unit_id))
+
+    async def trial_rows(trial_id, columns):
+        return {r["sample_id"]: r for rows in stored.values() for r in rows if r["trial_id"] == trial_id}
+
+    worker = SimpleNamespace(run_unit=_Call(solve), info=_Call(lambda: asyncio.sleep(0, {"name": "w0"})))
+    writer = SimpleNamespace(write_unit=_Call(write), trial_rows=_Call(trial_rows))
+
+    async def main():
+        d = DispatcherCore([worker], writer)
+
+        async def call(uid, samples):
+            rows = await d.run_and_store(SimpleNamespace(unit_id=uid, samples=samples), {"trial_id": uid.rsplit(".", 1)[0]})
+            log.append(("returned", uid))
+            assert stored[uid] == rows
+            return rows
+
+        got = await asyncio.gather(call("a.t1.u1", [8, 9]), call("a.t1.u2", [10]), call("a.t2.u1", [8]))
+        await asyncio.wait_for(d.drain(), 1)
+        return got, await d.stored_rows("a.t1", ["psnr"]), await d.info()
+
+    got, t1_rows, info = asyncio.run(main())
+    assert [len(r) for r in got] == [2, 1, 1] and sorted(t1_rows) == [8, 9, 10]
+    for uid in ("a.t1.u1", "a.t1.u2", "a.t2.u1"):
+        assert log.index(("solve", uid)) < log.index(("stored", uid)) < log.index(("returned", uid))
+    assert info == [{"name": "w0", "units": 3}]
+
+
+def test_trial_side_modules_never_open_the_store_and_the_package_is_small_and_acyclic():
+    """Reference: the issue's shape rules: modules of one job each, none over ~400 lines, no import
+    cycle; only the writer (trial_store), the driver (search) and the analysis touch ``store``."""
+    import ast
+
+    root = REPO / "orchestrator" / "tune"
+    graph: dict[str, set] = {}
+    for path in sorted(root.glob("*.py")):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 400, path
+        deps = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[path.stem] = deps
+    for name in ("trainable", "pool", "experiments", "cells", "section", "check", "tunespec", "plots", "writers"):
+        assert not {"orchestrator.store", "orchestrator.store_write"} & graph[name], name
+    inner = {m: {d.split(".")[2] for d in deps if d.startswith("orchestrator.tune.") and d.split(".")[2] in graph}
+             for m, deps in graph.items() if m != "__init__"}
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        assert state.get(m) != 1, f"import cycle: {' -> '.join(path + [m])}"
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for d in sorted(inner[m]):
+            visit(d, path + [m])
+        state[m] = 2
+
+    for m in sorted(inner):
+        visit(m, [])
 
 
 # ------------------------------------------------------------------------ searches end to end
@@ -233,6 +357,7 @@ def test_cli_search_killed_then_resumed_continues_tune_and_computes_nothing_twic
     assert not raw.duplicated(["trial_id", "sample_id"]).any(), "a row was stored twice"
     solved_after = sum(int(n) for f in logs.iterdir() for n in f.read_text().split())
     assert solved_after == len(raw) - stored_before, f"resume recomputed stored rows ({stored_before} stored before)"
+    assert summary["writer"]["rows"] == solved_after, "every row the resumed search computed went through its one writer"
     # every trial without ASHA saw all 4 images; ASHA never evaluates more
     v = summary["variants"]
     assert v["none"]["evaluations"] == v["none"]["full_budget"] == 16
@@ -269,6 +394,7 @@ def test_optuna_and_grid_searchers_end_to_end(tmp_path, own_ray):
         trials = tune_trials(tmp_path / name / "tune")
         assert len(trials) == 3 and all(t["status"] == "TERMINATED" for t in trials.values())
         assert res.summary["variants"]["none"]["evaluations"] == 12
+        assert res.summary["writer"]["rows"] == len(store.load(tmp_path / "store", run=name, dedupe=False)) == 16
         assert_best_is_store_argmax(tmp_path / name, tmp_path / "store", name)
         if name == "tgrid":
             assert sorted(t["config"]["lam"] for t in trials.values()) == pytest.approx([0.01, 0.1, 1.0])
@@ -295,7 +421,8 @@ def test_tune_smoke_on_the_embedded_world(tmp_path, own_ray):
     doc, trials = assert_best_is_store_argmax(out_dir, store_dir, "tune-smoke")
     assert len(trials) == 4
     df = store.load(store_dir, run="tune-smoke")
-    assert set(df["sample_id"]) == {14, 30, 46, 62}  # tuning images only, never the report images 0-3
+    assert set(df["sample_id"]) == {0, 1, 2, 3}  # the tune split's first 4 (disjoint seeds from the report images)
+    assert set(df["dataset"]) == {"embedded/tune"}
     assert df[df["status"] == "ok"]["psnr"].between(5, 60).all()
     entry = doc["best"]["dps-equi-box_inpainting"]
     assert 0.001 <= entry["lam"] <= 1.0 and entry["baseline"] is not None

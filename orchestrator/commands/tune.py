@@ -1,11 +1,12 @@
 """``equibench tune SPEC.yaml --store DIR --out DIR2 [--resume] [--address ADDR]``: a Ray Tune search.
 
-The spec is a sweep spec with a ``tune:`` section (``orchestrator/tune.py`` documents it; see
-``configs/tune-smoke.yaml``). Every problem in the spec is reported before Ray starts. Trials run
-on the same resident worker actors as sweeps and store their rows (``run_kind`` ``tune``) in
-``--store``; Tune's own state goes to ``--out``/tune, so after the driver was killed the same
-command with ``--resume`` continues the search. The results land in ``--out``: best-config.yaml,
-lambda-sensitivity.png/.pdf, summary.md/.json and trials.csv.
+The spec is a sweep spec with a ``tune:`` section (the ``orchestrator.tune`` package documents it;
+see ``configs/tune-smoke.yaml``). Every problem in the spec is reported before Ray starts. Trials run
+on the same resident worker actors as sweeps; their rows (``run_kind`` ``tune``) are stored in
+``--store`` by the search's one writer on the driver's node, never by the trials. Tune's own state
+goes to ``--out``/tune, so after the driver was killed the same command with ``--resume`` continues
+the search. The results land in ``--out``: best-config.yaml, lambda-sensitivity.png/.pdf,
+summary.md/.json and trials.csv.
 """
 from __future__ import annotations
 
