@@ -166,7 +166,9 @@ class WorkerCore:
 
     def _solve(self, unit: WorkUnit):
         g = unit.group
-        prior = self.prior(g["prior_space"], g["prior"])
+        entry = self.be.SOLVERS.get(g["solver"])
+        # a solver that needs no prior (classical baselines) gets none: nothing is loaded for it
+        prior = self.prior(g["prior_space"], g["prior"]) if getattr(entry, "needs_prior", True) else None
         autoencoder = None
         if g["reg_kind"] != "none" and g["mpe_prior"] is not None:
             autoencoder = getattr(self.prior("latent", g["mpe_prior"]), "autoencoder", None)

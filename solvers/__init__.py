@@ -1,7 +1,7 @@
 """EquiBench solvers: one entry point, ``solve``, over a registry of inverse-problem solvers.
 
 Importing this package registers every solver: the diffusion posterior samplers (``dps``,
-``psld``, ``resample``, and ``daps`` / ``latent_daps`` when ``solvers/daps.py`` is present;
+``psld``, ``resample``, ``daps`` / ``latent_daps``;
 ``family="diffusion"``) and the classical baselines of ``solvers/classical`` (``wiener``,
 ``tikhonov_sr``, ``biharmonic``, ``tv_pd``, ``tv_gd``; ``family="classical"``, no prior needed).
 See ``docs/CONTRACTS.md`` ("Solvers").
@@ -11,11 +11,7 @@ from solvers.api import (SOLVERS, RegularizerSpec, RowBatch, SolveContext, Solve
 
 from solvers import dps, psld, resample  # noqa: E402,F401  (registration side effects)
 
-try:  # DAPS / LatentDAPS live in their own module, written separately
-    from solvers import daps  # noqa: F401
-except ModuleNotFoundError as _exc:  # only a missing daps module is tolerated, not its own errors
-    if _exc.name != "solvers.daps":
-        raise
+from solvers import daps  # noqa: E402,F401  (DAPS and LatentDAPS)
 
 from solvers import classical  # noqa: E402,F401  (registration of the classical baselines)
 
