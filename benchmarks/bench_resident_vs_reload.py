@@ -146,7 +146,7 @@ def inprocess_reload(spec_dicts: list[dict], store_dir: Path, backend: str | Non
                           name="reload")
         want_sets = [m for m in spec.metrics if m in SET_METRICS]
         context = {"run_id": spec.name, "run_kind": "sweep", "code_version": version, "metrics": list(spec.metrics),
-                   "save_images": spec.save_images or bool(want_sets)}
+                   **store.image_context(spec, grid.sample_ids(spec))}  # as the driver: set metrics keep every image
         configs = grid.expand(spec, backend)
         store.register_run(store_dir, spec.name, spec.canonical(), len(configs) * len(grid.sample_ids(spec)))
         for unit in plan.plan(configs, grid.sample_ids(spec), spec.batch_size):

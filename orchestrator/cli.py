@@ -9,6 +9,10 @@ command are range-checked (``FLAG_RULES``), output folders that are files and st
 do not exist are refused before the command runs, and the error classes an ordinary mistake
 raises print one line, ``equibench CMD: error: ...``, exit 2, never a traceback (set
 ``EQUIBENCH_TRACEBACK=1`` to see one). Ctrl-C prints what was stored and exits 130.
+
+``-v`` / ``--verbose`` (before or after the command) sets ``EQUIBENCH_VERBOSE=1``: Ray's own
+output and every worker line are shown (``orchestrator.cluster``); without it a sweep prints its
+progress, each distinct warning once (``equibench CMD: warning: ...``) and its errors.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ COMMAND_MODULES = (
     "orchestrator.commands.run",  # run, status, query
     "orchestrator.commands.plan",  # plan: what a run would compute, computing nothing
     "orchestrator.commands.export",  # export: a query's result as CSV/Parquet outside the store
+    "orchestrator.commands.compact",  # compact: each run's unit files merged into one sorted Parquet file
     "orchestrator.commands.listing",  # list: solvers, operators, groups, metrics, datasets; spec: the field reference
     "orchestrator.commands.solve",  # solve: one solver on a few images, PNG grid + metrics
     "orchestrator.commands.report",  # report: tables and figures
@@ -42,6 +47,7 @@ COMMANDS = {
     "status": ("orchestrator.commands.run", "per-run progress and failures of a store"),
     "query": ("orchestrator.commands.run", "read-only SQL (duckdb) over a store"),
     "export": ("orchestrator.commands.export", "write a query's result to a CSV or Parquet file outside the store"),
+    "compact": ("orchestrator.commands.compact", "merge each run's unit files into one sorted Parquet file (atomic)"),
     "report": ("orchestrator.commands.report", "paper-style tables and figures from a store"),
     "solve": ("orchestrator.commands.solve", "one solver, with and without EquiReg, on a few images"),
     "tune": ("orchestrator.commands.tune", "Ray Tune search over a spec's hyperparameters"),
@@ -85,12 +91,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command is None:
         for name in COMMAND_MODULES:
             importlib.import_module(name).register(subparsers)
-        return parser
+        return _add_verbose(parser, subparsers)
     importlib.import_module(COMMANDS[command][0]).register(subparsers)
     have = set(subparsers.choices)
     for name, (_, help_) in COMMANDS.items():
         if name not in have:
             subparsers.add_parser(name, help=help_)
+    return _add_verbose(parser, subparsers)
+
+
+VERBOSE_HELP = "show Ray's own output and every worker line (default: progress, each warning once, errors)"
+
+
+def _add_verbose(parser: argparse.ArgumentParser, subparsers) -> argparse.ArgumentParser:
+    """``-v/--verbose`` on the top level and on every command (``equibench -v run ...`` and
+    ``equibench run ... -v`` mean the same; a command's copy only sets the flag when given)."""
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    for sub in dict.fromkeys(subparsers.choices.values()):  # aliases map to the same parser
+        if not any("--verbose" in a.option_strings for a in sub._actions):
+            sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
@@ -131,7 +150,7 @@ def _stub_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
         subparsers.add_parser(name, help=help_)
-    return parser
+    return _add_verbose(parser, subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser = build_parser()  # a command missing from COMMANDS still works; argparse names typos
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        from orchestrator.cluster import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # read where Ray starts (orchestrator.cluster), inherited by subprocesses
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -1,12 +1,23 @@
-"""The cluster side of a sweep: code version, Ray start/attach, actor count and actor start.
+"""The cluster side of a sweep: code version, Ray start/attach, actor count and actor start, and
+what the user sees of the workers.
 
 Kept apart from the driver loop (``orchestrator.driver`` re-exports these names).
+
+Output: without ``--verbose`` (``EQUIBENCH_VERBOSE``) Ray's own banners and warnings (log level
+ERROR) and the workers' stdout/stderr (``log_to_driver=False``: no "(WorkerCore pid=...)" lines, no
+"[repeated Nx across cluster]" hints) stay out of the user's view; a worker's warnings come back
+with its results and the driver prints each distinct one once (``reissue_warnings``), a failed
+unit's error is stored with its rows and printed by the driver, an actor that dies is named once
+(``actor_died``). With ``--verbose`` Ray logs at INFO and every worker line is forwarded, undeduplicated.
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 
 from orchestrator.spec import SweepSpec
@@ -31,23 +42,57 @@ def code_version() -> str:
         return "unknown"
 
 
+VERBOSE_ENV = "EQUIBENCH_VERBOSE"
+
+
+def verbose() -> bool:
+    """``equibench -v`` / ``EQUIBENCH_VERBOSE=1``: show Ray's own output and every worker line."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def local_resources() -> dict:
+    """What ``ensure_ray()`` (no address) gives the local Ray: every CPU of this machine and the GPUs
+    Ray's own detection finds here (``GPU`` left out when that detection is unavailable). Known before
+    Ray starts, so a request it cannot place is refused without starting Ray."""
+    res = {"CPU": float(os.cpu_count() or 1)}
+    try:
+        from ray._private import accelerators
+
+        manager = accelerators.get_accelerator_manager_for_resource("GPU")
+        n = manager.get_current_node_num_accelerators()
+        visible = manager.get_current_process_visible_accelerator_ids()
+        res["GPU"] = float(min(n, len(visible)) if visible is not None else n)
+    except Exception:  # noqa: BLE001 - Ray internals moved: let Ray detect them, check after it starts
+        pass
+    return res
+
+
 def ensure_ray(address: str | None = None) -> bool:
-    """Connect to ``address`` or start local Ray with this machine's CPUs; True if we started it."""
+    """Connect to ``address`` or start local Ray with this machine's CPUs (and the GPUs of
+    ``local_resources``); True if we started it. Quiet unless ``verbose()`` (module docstring)."""
     import ray
 
     if ray.is_initialized():
         return False
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}}
-    kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=False, runtime_env=env)
+    loud = verbose()
+    if loud:
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every worker line, in full (read by Ray's log monitor)
+        env["env_vars"]["RAY_DEDUP_LOGS"] = os.environ["RAY_DEDUP_LOGS"]
+    logging.getLogger("ray").setLevel(logging.INFO if loud else logging.ERROR)
+    kwargs = dict(include_dashboard=False, log_to_driver=loud, configure_logging=loud,
+                  logging_level=logging.INFO if loud else logging.ERROR, runtime_env=env)
     if address:
         ray.init(address=address, **kwargs)
         return True
+    local = local_resources()
     # address='local' always starts a fresh local Ray, never attaching to another process's
     # cluster (ray.init() alone may connect to the latest one found under /tmp/ray). On an
     # overloaded machine the raylet can miss Ray's start-up deadline: retry once before failing.
     for attempt in (1, 2):
         try:
-            ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
+            ray.init(address="local", num_cpus=int(local["CPU"]),
+                     **({"num_gpus": int(local["GPU"])} if "GPU" in local else {}), **kwargs)
             return True
         except Exception:  # noqa: BLE001 - Ray raises several types for a start-up timeout
             if attempt == 2:
@@ -81,3 +126,33 @@ def start_actors(spec: SweepSpec, n: int, backend: str | None = None, name: str 
             name=f"{name or spec.name}-{i}")
         for i in range(n)
     ]
+
+
+def _category(name: str) -> type:
+    """The warning class named ``module.Qualname`` when its module is loaded here, else UserWarning."""
+    module, _, qual = name.rpartition(".")
+    obj = sys.modules.get(module)
+    for part in qual.split(".") if obj is not None else ():
+        obj = getattr(obj, part, None)
+    return obj if isinstance(obj, type) and issubclass(obj, Warning) else UserWarning
+
+
+def reissue_warnings(records, seen: set) -> None:
+    """Warn (in the driver, so the CLI prints ``equibench CMD: warning: ...``) each record
+    (``worker.warning_records``) not in ``seen``: a warning every actor raised is printed once per sweep."""
+    for rec in records or ():
+        key = (rec.get("category"), rec.get("message"))
+        if key in seen:
+            continue
+        seen.add(key)
+        warnings.warn(str(rec.get("message")), _category(str(rec.get("category"))), stacklevel=2)
+
+
+def actor_died(exc: BaseException, seen: set) -> None:
+    """Name, once per distinct cause, an actor that died (its unit is rerun on the restarted actor)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "exit detail" in ln.lower() or "error raised in its creation task" in ln), None)
+    why = detail or (lines[0] if lines else type(exc).__name__)
+    reissue_warnings([{"category": "builtins.RuntimeWarning",
+                       "message": f"a worker actor died ({why[:300]}); Ray restarts it and its unit is rerun"
+                                  + ("" if verbose() else "; `equibench -v` shows the workers' output")}], seen)

@@ -28,7 +28,8 @@ from orchestrator import guards as _guards
 from orchestrator import plan as _plan
 from orchestrator import run_identity as _identity
 from orchestrator import store
-from orchestrator.cluster import REPO_ROOT, auto_actors, code_version, ensure_ray, start_actors  # noqa: F401
+from orchestrator.cluster import (REPO_ROOT, actor_died, auto_actors, code_version, ensure_ray, local_resources,  # noqa: F401
+                                  reissue_warnings, start_actors)
 from orchestrator.progress import Progress
 from orchestrator.spec import SET_METRICS, SweepSpec
 
@@ -132,7 +133,8 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
               backend: str | None = None, progress: Progress | None = None, quiet: bool = False,
               inflight_per_actor: int = 2, max_attempts: int = 3, stop_after_units: int | None = None,
               context: dict | None = None, actors: list | None = None, actor_wait_s: float = 600.0,
-              force: bool = False, extend: bool = False, retry_diverged: bool = False) -> SweepResult:
+              force: bool = False, extend: bool = False, retry_diverged: bool = False,
+              compact: bool | None = None) -> SweepResult:
     """Run (or resume) ``spec`` into ``store_dir``; see the module docstring.
 
     ``stop_after_units`` stops the driver after storing that many units, as if it had been killed
@@ -142,14 +144,16 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
     size and resource guards; ``extend`` lets the run name take another grid; ``retry_diverged``
     recomputes stored diverged rows, replacing them. Ctrl-C raises ``SweepInterrupted``.
     Nothing is written before every check has passed, and nothing at all when there is nothing to do.
+    A finished run is compacted (``store.compact_after_sweep``; ``compact`` defaults to ``spec.compact``).
     """
     t0 = time.perf_counter()
     progress_box: list = []
     try:
-        return _run_sweep(spec, store_dir, t0, progress_box, address=address, num_actors=num_actors, backend=backend,
+        return store.compact_after_sweep(spec, store_dir, _run_sweep(
+                          spec, store_dir, t0, progress_box, address=address, num_actors=num_actors, backend=backend,
                           progress=progress, quiet=quiet, inflight_per_actor=inflight_per_actor,
                           max_attempts=max_attempts, stop_after_units=stop_after_units, context=context, actors=actors,
-                          actor_wait_s=actor_wait_s, force=force, extend=extend, retry_diverged=retry_diverged)
+                          actor_wait_s=actor_wait_s, force=force, extend=extend, retry_diverged=retry_diverged), compact)
     except KeyboardInterrupt as exc:
         if isinstance(exc, SweepInterrupted):
             raise
@@ -163,7 +167,7 @@ def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backen
                inflight_per_actor, max_attempts, stop_after_units, context, actors, actor_wait_s,
                force, extend, retry_diverged) -> SweepResult:
     run_id = spec.name
-    _guards.check_grid_size(spec, force=force)
+    _guards.check_grid_size(spec, force=force, backend=backend)
     _guards.check_address(address)
     configs = _grid.expand(spec, backend)
     samples = _grid.sample_ids(spec)
@@ -173,7 +177,7 @@ def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backen
     record = store.read_run(store_dir, run_id) if Path(store_dir).is_dir() else None
     accepted = _identity.check(record, run_id, store_dir, ghash, len(configs), len(samples), extend=extend)
     context = {"run_id": run_id, "run_kind": "sweep", "code_version": code_version(),
-               "save_images": spec.save_images or any(m in SET_METRICS for m in spec.metrics),
+               **store.image_context(spec, samples),  # save_images / image_samples / image_format for the worker
                "metrics": list(spec.metrics), "grid_hash": ghash, **(context or {})}
     grid = {(c.config_id, s) for c in configs for s in samples}
     statuses = ("ok",) if retry_diverged else ("ok", "diverged")
@@ -209,11 +213,15 @@ def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backen
         result.wall_s = time.perf_counter() - t0
         return result
 
-    store.check_writable(store_dir)
     import ray
 
-    started_ray = ensure_ray(address)
     own_actors = actors is None
+    if own_actors and not force and address in (None, "local") and not ray.is_initialized():
+        # the local Ray to start gets this machine's resources: a request it cannot place is refused
+        # now, before the store is touched or Ray starts (minutes on a loaded machine); re-checked once it runs
+        _guards.check_resources(spec, local_resources(), num_actors or spec.resources.num_actors)
+    store.check_writable(store_dir)
+    started_ray = ensure_ray(address)
     if own_actors:
         if not force:  # before any actor starts: an actor that cannot be placed waits forever
             try:
@@ -236,6 +244,7 @@ def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backen
     progress.log(f"[{run_id}] {len(units)} units on {n_actors} actor(s); {skipped}/{total} rows already stored")
     queue = list(units)
     inflight: dict = {}  # ObjectRef -> (kind, payload, actor index)
+    seen_warnings: set = set()  # the workers' warnings already printed (cluster.reissue_warnings)
     load = [0] * n_actors
     down: dict[int, float] = {}  # actor index -> since when its calls fail (node lost, process killed)
 
@@ -284,7 +293,9 @@ def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backen
                     cid, n = payload
                     try:
                         got = ray.get(ref)
-                    except ray.exceptions.RayActorError:
+                        reissue_warnings(got.pop("warnings", None), seen_warnings)
+                    except ray.exceptions.RayActorError as exc:
+                        actor_died(exc, seen_warnings)
                         mark_down(i)
                         submit_sets(cid)
                         continue
@@ -297,7 +308,9 @@ def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backen
                 unit = payload
                 try:
                     res = ray.get(ref)
-                except ray.exceptions.RayActorError:  # the actor died (node lost, killed): not the unit's fault
+                    reissue_warnings(res.pop("warnings", None), seen_warnings)  # each distinct one once per sweep
+                except ray.exceptions.RayActorError as exc:  # the actor died (node lost, killed): not the unit's fault
+                    actor_died(exc, seen_warnings)
                     sweep.attempts[unit.unit_id] -= 1
                     queue.insert(0, unit)
                     mark_down(i)

@@ -29,7 +29,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from orchestrator import stats
+from orchestrator import image_grid, stats
 from orchestrator.reporting import labels, selection
 from orchestrator.reporting import summary as summaries
 
@@ -219,21 +219,6 @@ def _influence_axis(ax, part: pd.DataFrame, colors: dict) -> None:
     ax2.tick_params(labelsize=6)
 
 
-def _to_display(arr: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """(C,H,W) in [-1, 1] as an image for imshow: RGB or gray in [0, 1]; other channel counts
-    (PDE fields) show channel 0 scaled to its own range."""
-    a = np.asarray(arr, dtype=np.float32)
-    if a.ndim == 2:
-        a = a[None]
-    if a.shape[0] == 3:
-        return np.clip((a.transpose(1, 2, 0) + 1) / 2, 0, 1), None
-    if a.shape[0] == 1:
-        return np.clip((a[0] + 1) / 2, 0, 1), "gray"
-    ch = a[0]
-    lo, hi = float(ch.min()), float(ch.max())
-    return (ch - lo) / (hi - lo if hi > lo else 1.0), "viridis"
-
-
 def _load_unit_images(store_dir: Path, rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
     from orchestrator import store
 
@@ -277,35 +262,24 @@ def plot_qualitative(ctx: FigureContext, out_dir: Path) -> list[Path]:
         base_id = next((m["config_id"] for m in methods if m["regularizer"] == "none"), methods[0]["config_id"])
         columns = [("Ground truth", "x_true", None), ("Naive inverse", "naive", base_id)]
         columns += [(labels.method_label(m["solver"], m["regularizer"]) + (f"\nλ={labels.format_setting(m['lam'])}" if m["regularizer"] != "none" else ""), "x_hat", m["config_id"]) for m in methods]
-        fig, axes = _panels(len(sample_ids) * len(columns), len(columns), width=1.9, height=2.1, nrows=len(sample_ids))
-        for i, sid in enumerate(sample_ids):
-            for j, (title, group, setting) in enumerate(columns):
-                ax = axes[i, j]
-                ax.set_xticks([])
-                ax.set_yticks([])
+        cells, notes = [], []
+        for sid in sample_ids:
+            cells.append([])
+            notes.append([])
+            for _, group, setting in columns:
                 row = row_of.get((setting, sid))
                 key = str(sid) if group == "x_true" else f"{row.config_id}:{sid}" if row is not None else ""
                 arr = images.get(group, {}).get(key)
                 if arr is None and group == "naive":  # any selected config's naive inverse will do
                     naive_keys = [f"{row_of[(m['config_id'], sid)].config_id}:{sid}" for m in methods if (m["config_id"], sid) in row_of]
                     arr = next((images["naive"][k] for k in naive_keys if k in images["naive"]), None)
-                if arr is None:
-                    ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
-                else:
-                    img, cmap = _to_display(arr)
-                    ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+                cells[-1].append(arr)
                 value = None if row is None or group == "x_true" else row.psnr if group == "x_hat" else row.naive_psnr
-                if value is not None and np.isfinite(value):
-                    ax.set_xlabel(f"{value:.2f} dB", fontsize=8)
-                if i == 0:
-                    ax.set_title(title, fontsize=8)
-                if j == 0:
-                    ax.set_ylabel(f"#{sid}", fontsize=8)
+                notes[-1].append(image_grid.psnr_note(value))
         title = f"{labels.task_label(task)}, {labels.solver_label(solver)}"
         if varying:
             title += " (" + ", ".join(f"{k}={labels.format_setting(v)}" for k, v in zip(keys, values) if k in varying) + ")"
-        fig.suptitle(title, fontsize=9)
-        fig.tight_layout()
+        fig = image_grid.draw(cells, [c[0] for c in columns], notes, [f"#{sid}" for sid in sample_ids], title)
         paths += save_figure(fig, out_dir, stem)
     return paths or save_figure(_empty("no reconstructions saved in the store"), out_dir, "qualitative")
 

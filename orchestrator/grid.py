@@ -103,10 +103,28 @@ def sample_ids(spec: SweepSpec) -> list[int]:
     return list(range(data.info(spec.dataset.name).sizes[spec.dataset.split]))
 
 
-def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
-    """All configs of ``spec``, deduplicated, in spec order (solver, task, sigma, steps, reg, ...)."""
+@dataclass(frozen=True)
+class Block:
+    """The configs of one (solver, task, regularizer) entry triple: ``fields`` (every Config field
+    but the five lists) times the product of the lists. ``expand`` and ``grid_count`` both walk
+    these, so counting and expanding follow the same rules by construction."""
+
+    fields: dict
+    sigma_y: tuple
+    num_steps: tuple
+    step_sizes: tuple
+    lambdas: tuple
+    seeds: tuple
+
+    @property
+    def size(self) -> int:
+        return len(self.sigma_y) * len(self.num_steps) * len(self.step_sizes) * len(self.lambdas) * len(self.seeds)
+
+
+def blocks(spec: SweepSpec, backend: str | None = None) -> list[Block]:
+    """The spec's blocks in spec order (solver, task, regularizer); see ``Block``."""
     solvers = _backend.resolve(backend).SOLVERS
-    out: dict[str, Config] = {}
+    out = []
     for sol, task, reg in itertools.product(spec.solvers, spec.tasks, spec.regularizers):
         if not sol.runs_task(task.label):
             continue
@@ -130,15 +148,23 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
         op_params = _problem.task_params(spec.dataset.name, task.operator, task.params)
         sizes = sol.step_sizes_for(task.label) or [
             default_step_size(sol.name, solvers[sol.name], task.label, getattr(spec.prior, space).path == "embedded")]
-        for sigma, steps, size, lam, seed in itertools.product(task.sigma_y, sol.num_steps, sizes, lambdas, spec.seeds):
-            cfg = Config(
-                prior_space=space, prior=prior_ref, mpe_prior=mpe_prior,
-                dataset=spec.dataset.name, split=spec.dataset.split,
-                solver=sol.name, solver_options=dict(sol.options), num_steps=int(steps), step_size=float(size),
-                task=task.label, operator=task.operator, op_params=op_params, sigma_y=float(sigma),
-                solver_noise=spec.solver_noise,
-                lam=float(lam), seed=int(seed), **reg_fields,
-            )
+        fields_ = dict(prior_space=space, prior=prior_ref, mpe_prior=mpe_prior, dataset=spec.dataset.name,
+                       split=spec.dataset.split, solver=sol.name, solver_options=dict(sol.options), task=task.label,
+                       operator=task.operator, op_params=op_params, solver_noise=spec.solver_noise, **reg_fields)
+        out.append(Block(fields_, tuple(float(v) for v in task.sigma_y), tuple(int(v) for v in sol.num_steps),
+                         tuple(float(v) for v in sizes), tuple(float(v) for v in lambdas),
+                         tuple(int(v) for v in spec.seeds)))
+    return out
+
+
+def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
+    """All configs of ``spec``, deduplicated, in spec order (solver, task, sigma, steps, reg, ...)."""
+    out: dict[str, Config] = {}
+    for b in blocks(spec, backend):
+        f = b.fields
+        for sigma, steps, size, lam, seed in itertools.product(b.sigma_y, b.num_steps, b.step_sizes, b.lambdas, b.seeds):
+            cfg = Config(**{**f, "solver_options": dict(f["solver_options"])}, num_steps=steps, step_size=size,
+                         sigma_y=sigma, lam=lam, seed=seed)
             out.setdefault(cfg.config_id, cfg)
     return list(out.values())
 

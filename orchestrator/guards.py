@@ -4,8 +4,8 @@ Each guard runs before a model loads or an actor starts and raises a ``GuardErro
 ``ValueError``: the CLI prints it as one line) that names the limit, what was asked and what is
 there.
 
-- ``grid_size``: the number of configs a spec stands for, by arithmetic (no expansion), an upper
-  bound (the baseline's dedupe across ``none`` entries can only lower it).
+- ``grid_size``: the number of configs a spec stands for, exactly, by arithmetic
+  (``grid_count``: no Config is built, so a 10^7-config grid is refused in well under a second).
 - ``check_grid_size``: refuses more than ``MAX_CONFIGS`` configs unless ``--force``.
 - ``check_address``: an unreachable ``host:port`` fails in seconds instead of Ray's long retry.
 - ``check_resources``: per-actor CPUs/GPUs and the actor count against ``ray.cluster_resources()``.
@@ -25,16 +25,11 @@ class GuardError(ValueError):
     """A request refused before compute."""
 
 
-def grid_size(spec: SweepSpec) -> int:
-    """Configs of ``spec`` by arithmetic: solvers x tasks x regularizers x their lists."""
-    total = 0
-    for sol in spec.solvers:
-        for task in spec.tasks:
-            sizes = max(1, len(sol.step_sizes_for(task.label)))
-            per = len(task.sigma_y) * len(sol.num_steps) * sizes * len(spec.seeds)
-            for reg in spec.regularizers:
-                total += per * (len(reg.lambdas) if reg.kind != "none" else 1)
-    return total
+def grid_size(spec: SweepSpec, backend: str | None = None) -> int:
+    """Configs of ``spec``: ``len(grid.expand(spec, backend))``, counted without expanding."""
+    from orchestrator.grid_count import n_configs
+
+    return n_configs(spec, backend)
 
 
 def n_samples(spec: SweepSpec) -> int:
@@ -48,8 +43,8 @@ def n_samples(spec: SweepSpec) -> int:
     return len(sample_ids(spec))
 
 
-def check_grid_size(spec: SweepSpec, force: bool = False, limit: int = MAX_CONFIGS) -> int:
-    n = grid_size(spec)
+def check_grid_size(spec: SweepSpec, force: bool = False, limit: int = MAX_CONFIGS, backend: str | None = None) -> int:
+    n = grid_size(spec, backend)
     if n > limit and not force:
         raise GuardError(
             f"the grid has {n:,} configs ({n * n_samples(spec):,} rows), above the {limit:,}-config limit; "

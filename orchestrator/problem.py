@@ -4,9 +4,12 @@ Every caller that needs a measurement — the sweep worker, ``equibench solve``,
 tests — builds it here, so an image ``(dataset, split, sample_id)`` under a task, noise level and
 seed gives the same operator instance (mask, kernel) and the same noise everywhere:
 
-- operator seed: ``row_seed("operator", operator, op_params, sample_id, seed)``
-- noise seed: ``row_seed("noise", operator, op_params, sigma_y, sample_id, seed)``
+- operator seed: ``row_seed("operator", operator, op_params, m, seed)``
+- noise seed: ``row_seed("noise", operator, op_params, sigma_y, m, seed)``
 
+with ``m`` the sample's measurement, ``data.measurement_of(dataset, split, sample_id)``: the sample
+id itself except in datasets with several samples per measurement (the mixture worlds), whose
+replicas of one measurement thus share operator and noise while the solver stream differs per id.
 Both are shared by every solver and lambda of that task, sample and seed (paired comparisons).
 """
 from __future__ import annotations
@@ -28,14 +31,24 @@ class Measurement:
     sample_ids: list
 
 
-def operator_seed(operator: str, op_params: dict, sample_id: int, seed: int) -> int:
-    """Seed of a row's operator instance."""
-    return row_seed("operator", operator, op_params, int(sample_id), int(seed))
+def _measurement(sample_id: int, dataset: str | None, split: str | None) -> int:
+    if dataset is None:
+        return int(sample_id)
+    from orchestrator import data
+
+    return data.measurement_of(dataset, split, sample_id)
 
 
-def noise_seed(operator: str, op_params: dict, sigma_y: float, sample_id: int, seed: int) -> int:
-    """Seed of a row's measurement noise."""
-    return row_seed("noise", operator, op_params, float(sigma_y), int(sample_id), int(seed))
+def operator_seed(operator: str, op_params: dict, sample_id: int, seed: int, dataset: str | None = None,
+                  split: str | None = None) -> int:
+    """Seed of a row's operator instance (``dataset``/``split`` map the id to its measurement)."""
+    return row_seed("operator", operator, op_params, _measurement(sample_id, dataset, split), int(seed))
+
+
+def noise_seed(operator: str, op_params: dict, sigma_y: float, sample_id: int, seed: int, dataset: str | None = None,
+               split: str | None = None) -> int:
+    """Seed of a row's measurement noise (``dataset``/``split`` map the id to its measurement)."""
+    return row_seed("noise", operator, op_params, float(sigma_y), _measurement(sample_id, dataset, split), int(seed))
 
 
 def task_params(dataset: str, operator: str, params: dict | None = None) -> dict:
@@ -65,9 +78,10 @@ def make_measurement(dataset: str, split: str, sample_ids: Sequence[int], operat
         x_true = data.load(dataset, split, ids)
     x_true = x_true.to(device) if device is not None else x_true
     dev = x_true.device
-    op_seeds = list(op_seeds) if op_seeds is not None else [operator_seed(operator, op_params, i, seed) for i in ids]
+    op_seeds = list(op_seeds) if op_seeds is not None else [
+        operator_seed(operator, op_params, i, seed, dataset, split) for i in ids]
     noise_seeds = list(noise_seeds) if noise_seeds is not None else [
-        noise_seed(operator, op_params, sigma_y, i, seed) for i in ids]
+        noise_seed(operator, op_params, sigma_y, i, seed, dataset, split) for i in ids]
     op = be.build_operator(operator, image_shape=tuple(x_true.shape[1:]), seeds=op_seeds, device=dev, **op_params)
     with torch.no_grad():
         y = be.add_noise(op.forward(x_true), sigma_y, make_generators(noise_seeds, dev))

@@ -16,7 +16,24 @@ from orchestrator.grid import stable_hash
 
 
 class RunIdentityError(ValueError):
-    """A spec whose grid differs from the one its run name already holds in the store."""
+    """A spec whose grid differs from the one its run name already holds in the store; the message
+    says how to name a new run (a ``name=`` override when the grid came from overrides) or extend it."""
+
+    def __init__(self, run_id: str, store_dir, old: str, n_configs: int, n_samples: int, new_hash: str,
+                 overrides: Sequence[str] = ()):
+        self.run_id, self.store_dir, self.old = run_id, store_dir, old
+        self.n_configs, self.n_samples, self.new_hash = n_configs, n_samples, new_hash
+        given = f"this spec with the overrides {' '.join(overrides)}" if overrides else "this spec"
+        fix = (f"add the override name={run_id}-2 for a new run" if overrides
+               else f"give the spec a new name: (e.g. name: {run_id}-2) for a new run")
+        super().__init__(f"run {run_id!r} in store {store_dir} holds another grid ({old}); {given} gives {n_configs} "
+                         f"configs x {n_samples} samples (grid {new_hash}): {fix}, or rerun with --extend to add this "
+                         f"grid to run {run_id!r}")
+
+    def with_overrides(self, overrides: Sequence[str]) -> "RunIdentityError":
+        """The same refusal for a spec whose grid came from command-line overrides."""
+        return RunIdentityError(self.run_id, self.store_dir, self.old, self.n_configs, self.n_samples, self.new_hash,
+                                overrides)
 
 
 def grid_hash(config_ids: Sequence[str], sample_ids: Sequence[int]) -> str:
@@ -42,7 +59,4 @@ def check(record: dict | None, run_id: str, store_dir, new_hash: str, n_configs:
         return accepted + [new_hash]
     old = (f"{record.get('n_configs', '?')} configs x {record.get('n_samples', '?')} samples"
            f"{', grid ' + accepted[-1] if accepted else ''}")
-    raise RunIdentityError(
-        f"run {run_id!r} in store {store_dir} holds another grid ({old}); this spec gives {n_configs} configs x "
-        f"{n_samples} samples (grid {new_hash}): give the spec a new name: (e.g. name: {run_id}-2) for a new run, "
-        f"or rerun with --extend to add this grid to run {run_id!r}")
+    raise RunIdentityError(run_id, store_dir, old, n_configs, n_samples, new_hash)

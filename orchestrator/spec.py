@@ -16,7 +16,7 @@ Every problem is reported at once, each as ``field.path: message (allowed: ...)`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import yaml
 from pydantic import ValidationError
@@ -91,8 +91,13 @@ def read_spec_file(path: Path) -> str:
         raise SpecError([("<path>", f"{path} is not a text file")], str(path)) from None
 
 
-def parse(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None) -> SweepSpec:
-    """A validated ``SweepSpec`` from a dict, a YAML file path or YAML text; ``SpecError`` otherwise."""
+def parse(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None,
+          overrides: Sequence[str] = ()) -> SweepSpec:
+    """A validated ``SweepSpec`` from a dict, a YAML file path or YAML text; ``SpecError`` otherwise.
+
+    ``overrides``: command-line ``KEY=VALUE`` strings applied to the data before validation
+    (``orchestrator.overrides``; ``OverrideError`` naming a bad one); the spec records them.
+    """
     if isinstance(data, Path) or (isinstance(data, str) and _looks_like_path(data)):
         path = Path(data)
         source = source or str(path)
@@ -101,6 +106,11 @@ def parse(data: Union[dict, str, Path], backend: str | None = None, source: str 
         data = load_yaml(data, source)
     if not isinstance(data, dict):
         raise SpecError([("<spec>", f"expected a mapping at the top level, got {type(data).__name__}")], source)
+    if overrides:
+        from orchestrator.overrides import apply
+
+        data = apply(data, overrides, SweepSpec)
+        source = f"{source or '<spec>'} + overrides"  # an error may come from an override: say so
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
@@ -108,7 +118,7 @@ def parse(data: Union[dict, str, Path], backend: str | None = None, source: str 
     errors = check(spec, backend)
     if errors:
         raise SpecError(errors, source)
-    return spec
+    return spec.with_overrides(overrides)
 
 
 def check_sweep(spec: SweepSpec) -> list[tuple[str, str]]:
@@ -125,9 +135,10 @@ def check_sweep(spec: SweepSpec) -> list[tuple[str, str]]:
     return errors
 
 
-def parse_sweep(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None) -> SweepSpec:
+def parse_sweep(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None,
+                overrides: Sequence[str] = ()) -> SweepSpec:
     """``parse`` plus ``check_sweep``: the spec of a run."""
-    spec = parse(data, backend, source)
+    spec = parse(data, backend, source, overrides)
     errors = check_sweep(spec)
     if errors:
         raise SpecError(errors, source or (str(data) if isinstance(data, (str, Path)) else None))

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 REG_KINDS = ("none", "equi", "equicon")
 MPE_CHOICES = ("decoder", "encoder", "autoencoder")
@@ -251,12 +251,27 @@ class SweepSpec(_Model):
     batch_size: int = Field(16, ge=1)
     resources: Resources = Field(default_factory=Resources)
     store: Optional[str] = None
-    save_images: bool = True
+    save_images: Literal["none", "first_k", "all"] = Field(
+        "all", description="reconstructions kept for figures: every row, the rows of the first save_images_k sample ids, "
+                           "or none (true / false of older specs: all / none); FID/KID keep every image")
+    save_images_k: int = Field(8, ge=1, description="sample ids that save_images: first_k keeps (the smallest)")
+    image_format: Literal["float16", "png8"] = Field("float16", description="stored reconstructions: float16 arrays or 8-bit PNG")
+    compact: bool = Field(True, description="merge the run's unit files into one sorted Parquet file when the run finishes "
+                                            "(from 64 unit files; `equibench run --no-compact` turns it off)")
+
+    @field_validator("save_images", mode="before")
+    @classmethod
+    def _save_images_bool(cls, v):
+        return ("all" if v else "none") if isinstance(v, bool) else v
+
     metric_weights: dict[str, str] = Field(default_factory=dict, description="lpips / inception weight files")
     #: ``shared`` (default): configs that differ only in lambda / regularizer share the sampler noise, so
     #: their comparison is paired (common random numbers); ``per_config``: each config draws its own (the
     #: first landing's default; its rows stay readable and reports label them unpaired)
     solver_noise: Literal["per_config", "shared"] = "shared"
+    #: the command-line overrides (``orchestrator.overrides``) this spec was parsed with: not a field
+    #: (a spec file cannot set it), recorded with the run by ``canonical``
+    _overrides: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("name", mode="before")
     @classmethod
@@ -293,8 +308,22 @@ class SweepSpec(_Model):
             raise ValueError(f"unknown metrics {bad}; {_allowed(METRICS)}")
         return v
 
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The command-line overrides applied to this spec's YAML (empty: none)."""
+        return self._overrides
+
+    def with_overrides(self, overrides) -> "SweepSpec":
+        """This spec, noting the overrides its data was parsed with (returns self)."""
+        self._overrides = tuple(overrides)
+        return self
+
     def canonical(self) -> dict:
-        """JSON-able dict of the spec (what the store records for the run)."""
-        return json.loads(self.model_dump_json())
+        """JSON-able dict of the spec (what the store records for the run); with overrides, their
+        text under ``overrides`` (the values above already carry them)."""
+        out = json.loads(self.model_dump_json())
+        if self._overrides:
+            out["overrides"] = list(self._overrides)
+        return out
 
 

@@ -1,4 +1,5 @@
-"""The store's readers: verified file lists, DataFrames, resume keys, images and run records.
+"""The store's readers: verified file lists, DataFrames, resume keys and run records (images:
+``store_images``).
 
 Readers never glob. They list files, skip hidden/temporary names and check each file once per
 process (cached by size and mtime): the footer must parse, the schema must be the store's (a
@@ -13,9 +14,8 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,8 +23,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from orchestrator import store_files as _files
+from orchestrator import store_manifest as _manifest
 from orchestrator.schema import RESULTS_SCHEMA, SETS_SCHEMA
-from orchestrator.store_files import StoreWarning, check_id, check_readable, images_dir, is_hidden, run_record_path
+from orchestrator.store_files import StoreWarning, check_id, check_readable, is_hidden, run_record_path
 from orchestrator.store_write import META_KEY
 
 #: Columns that identify one stored result; readers keep one row per key.
@@ -94,7 +95,14 @@ def _inspect(path: Path, table: str) -> tuple[str | None, dict]:
         file_schema = meta.schema.to_arrow_schema()
     except Exception:  # noqa: BLE001 - any parse failure means "not a complete file"
         return "not a complete Parquet file (footer does not verify)", {}
-    return _schema_problem(file_schema, table), _identity(meta, file_schema)
+    identity = _identity(meta, file_schema)
+    raw = (file_schema.metadata or {}).get(_manifest.COMPACTION_KEY)
+    if raw and _manifest.is_compact_name(path.name):
+        try:  # a compacted file: what it replaced (store_manifest)
+            identity["compaction"] = dict(json.loads(raw))
+        except (ValueError, TypeError):
+            return "compacted file with an unreadable compaction record", identity
+    return _schema_problem(file_schema, table), identity
 
 
 def _verify(path: Path, table: str = "results") -> tuple[str | None, dict]:
@@ -144,7 +152,10 @@ def problems(store_dir, table: str = "results", run=None) -> list[tuple[Path, st
     return out
 
 
-def _scan(store_dir, table, run, bad_out, warn=True) -> list[Path]:
+def _scan(store_dir, table, run, bad_out, warn=True, clean_out: set | None = None) -> list[Path]:
+    """The verified files of ``table`` that count (a compaction's leftovers left out, see
+    ``store_manifest``); ``clean_out`` gets the files that are their run's only file and a
+    compacted one (one row per key by construction: readers need not dedupe them)."""
     base = Path(store_dir) / table
     runs = _runs_filter(run)
     good: list[Path] = []
@@ -157,17 +168,22 @@ def _scan(store_dir, table, run, bad_out, warn=True) -> list[Path]:
         if runs is not None and run_id not in runs:
             continue
         record = read_run(store_dir, run_id) if _valid_id(run_id) else None
+        verified: list[tuple[Path, dict | None]] = []
         for f in sorted(run_folder.iterdir()):
             if is_hidden(f.name) or not f.name.endswith(".parquet") or not f.is_file():
                 continue
             problem, identity = _verify(f, table)
             problem = problem or _identity_problem(identity, run_id, record)
             if problem is None:
-                good.append(f)
+                verified.append((f, identity.get("compaction")))
                 continue
             bad_out.append((f, problem))
             if warn:
                 _warn_once(f, problem)
+        compacted, counted = _manifest.resolve(run_folder, verified)
+        good.extend(counted)
+        if clean_out is not None and counted == [compacted] and dict(verified)[compacted].get("unique_keys"):
+            clean_out.add(compacted)
     return good
 
 
@@ -224,7 +240,18 @@ def dataset(store_dir, table: str = "results", run=None) -> ds.Dataset | None:
     return ds.dataset([str(f) for f in files], schema=SCHEMAS[table], format="parquet") if files else None
 
 
-def _read(store_dir, table: str, run, filters, columns) -> pa.Table:
+def dataset_parts(store_dir, table: str = "results", run=None) -> tuple[ds.Dataset | None, ds.Dataset | None]:
+    """``(clean, mixed)`` pyarrow datasets over ``table``'s verified files (None when empty):
+    ``clean`` holds the runs stored as one compacted file alone (one row per key already),
+    ``mixed`` every other file (a key may be stored more than once: readers dedupe it)."""
+    clean: set = set()
+    files = _scan(store_dir, table, run, [], clean_out=clean)
+    parts = ([f for f in files if f in clean], [f for f in files if f not in clean])
+    return tuple(ds.dataset([str(f) for f in p], schema=SCHEMAS[table], format="parquet") if p else None
+                 for p in parts)
+
+
+def _check_columns(table: str, filters, columns) -> None:
     schema = SCHEMAS[table]
     if columns is not None:
         unknown = set(columns) - set(schema.names)
@@ -233,7 +260,14 @@ def _read(store_dir, table: str, run, filters, columns) -> pa.Table:
     for col in (filters or {}) if isinstance(filters, Mapping) else [f[0] for f in (filters or [])]:
         if col not in schema.names:
             raise ValueError(f"unknown filter column {col!r}; allowed: {schema.names}")
-    data = dataset(store_dir, table, run)
+
+
+def _read(store_dir, table: str, run, filters, columns, files: list[Path] | None = None) -> pa.Table:
+    """``table``'s rows (verified files, or the already scanned ``files``) as one Arrow table."""
+    schema = SCHEMAS[table]
+    _check_columns(table, filters, columns)
+    files = list_files(store_dir, table, run) if files is None else files
+    data = ds.dataset([str(f) for f in files], schema=schema, format="parquet") if files else None
     if data is None:
         empty = schema.empty_table()
         return empty if columns is None else empty.select(list(columns))
@@ -253,9 +287,13 @@ def _dedupe(df: pd.DataFrame, key: Sequence[str], time_col: str) -> pd.DataFrame
 
 def _load(path, table, key, time_col, run, filters, columns, dedupe) -> pd.DataFrame:
     check_readable(path)
+    _check_columns(table, filters, columns)
+    clean: set = set()
+    files = _scan(path, table, run, [], clean_out=clean)
+    dedupe = dedupe and not clean.issuperset(files)  # compacted runs alone: one row per key already
     extra = list(key) + ["status", time_col] if dedupe else []
     cols = None if columns is None else list(dict.fromkeys(list(columns) + extra))
-    df = _read(path, table, run, filters, cols).to_pandas()
+    df = _read(path, table, run, filters, cols, files).to_pandas()
     if dedupe:
         df = _dedupe(df, key, time_col).reset_index(drop=True)
     return df if columns is None else df[list(columns)]
@@ -301,33 +339,6 @@ def files_with_keys(store_dir, run_id: str, status: str) -> dict[Path, set[tuple
         t = t.filter(pc.equal(t["status"], status))
         if t.num_rows:
             out[f] = set(zip(t["config_id"].to_pylist(), t["sample_id"].to_pylist()))
-    return out
-
-
-# ------------------------------------------------------------------------------------- images
-def load_images(store_dir, run_id: str, unit_ids: Iterable[str] | str | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """``{"x_hat": {key: arr}, "naive": {key: arr}, "x_true": {sample_id_str: arr}}`` (float16)
-    merged over the run's units (or only ``unit_ids``); unreadable files are skipped with a warning.
-    """
-    folder = images_dir(store_dir, run_id)
-    out: dict[str, dict[str, np.ndarray]] = {"x_hat": {}, "naive": {}, "x_true": {}}
-    if isinstance(unit_ids, str):
-        unit_ids = [unit_ids]
-    if unit_ids is not None:
-        files = [folder / f"unit-{check_id('unit_id', u)}.npz" for u in unit_ids]
-    else:
-        files = sorted(f for f in folder.glob("unit-*.npz") if not is_hidden(f.name)) if folder.is_dir() else []
-    for f in files:
-        if not f.exists():
-            continue
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                for group in out:
-                    if group in z.files:
-                        for key, arr in zip(z[f"{group}__keys"].tolist(), z[group]):
-                            out[group][str(key)] = arr
-        except Exception as exc:  # noqa: BLE001
-            _warn_once(f, f"unreadable image file ({exc})")
     return out
 
 

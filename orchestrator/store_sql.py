@@ -8,7 +8,9 @@ else: ``COPY ... TO``, ``ATTACH``, ``read_csv('/etc/passwd')``, ``INSTALL``/``LO
 them, outside the store, from the query's result).
 
 Views: ``results`` / ``sets`` (one row per key, ok rows preferred) and ``results_all`` /
-``sets_all`` (every stored row of every verified file).
+``sets_all`` (every stored row of every verified file). A run stored as one compacted file
+(``store_compact``) already holds one row per key, so ``results`` reads it as is and runs the
+dedupe window only over the other files: a compacted store's grouped mean is one column scan.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Sequence
 import pyarrow as pa
 
 from orchestrator.store_files import check_readable
-from orchestrator.store_read import ROW_KEY, SCHEMAS, SET_KEY, dataset
+from orchestrator.store_read import ROW_KEY, SCHEMAS, SET_KEY, dataset, dataset_parts  # noqa: F401
 
 #: The settings that make a connection read-only and confined (duckdb >= 1.1 names).
 SAFE_CONFIG = {
@@ -47,10 +49,15 @@ def connect(store_dir, run=None):
     check_readable(store_dir)
     con = duckdb.connect(":memory:", config=dict(SAFE_CONFIG))
     for table, key, tcol in (("results", ROW_KEY, "started_at"), ("sets", SET_KEY, "computed_at")):
-        data = dataset(store_dir, table, run)
-        con.register(f"_eb_{table}", data if data is not None else SCHEMAS[table].empty_table())
-        con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM _eb_{table}")
-        con.execute(f"CREATE VIEW {table} AS {_dedupe_sql(table + '_all', key, tcol)}")
+        # compacted runs stored as one file hold one row per key: only the other files need the dedupe window
+        clean, mixed = dataset_parts(store_dir, table, run)
+        con.register(f"_eb_{table}_clean", clean if clean is not None else SCHEMAS[table].empty_table())
+        con.register(f"_eb_{table}_mixed", mixed if mixed is not None else SCHEMAS[table].empty_table())
+        whole = [f"SELECT * FROM _eb_{table}_clean"] if clean is not None else []
+        deduped = whole + ([_dedupe_sql(f"_eb_{table}_mixed", key, tcol)] if mixed is not None or not whole else [])
+        whole += [f"SELECT * FROM _eb_{table}_mixed"] if mixed is not None or not whole else []
+        con.execute(f"CREATE VIEW {table}_all AS {' UNION ALL '.join(whole)}")
+        con.execute(f"CREATE VIEW {table} AS {' UNION ALL '.join(deduped)}")
     con.execute("SET lock_configuration = true")
     return con
 

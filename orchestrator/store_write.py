@@ -8,7 +8,6 @@ another run, or written for another grid under the same name, and skip it by nam
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import math
 from pathlib import Path
@@ -21,7 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestrator.schema import RESULTS_SCHEMA, SETS_SCHEMA
-from orchestrator.store_files import atomic_write, check_id, images_dir, remove, run_record_path, sets_dir, unit_path
+from orchestrator.store_files import atomic_write, check_id, remove, run_record_path, sets_dir, unit_path
+from orchestrator.store_manifest import COMPACTION_KEY, ROW_GROUP_ROWS
 
 #: Footer metadata key holding a file's run identity.
 META_KEY = b"equibench"
@@ -88,12 +88,13 @@ def coerce_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Tab
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _write_parquet(path: Path, table: pa.Table, run_id: str, grid_hash: str | None) -> Path:
+def _write_parquet(path: Path, table: pa.Table, run_id: str, grid_hash: str | None,
+                   row_group_size: int | None = None) -> Path:
     identity = json.dumps({"run_id": run_id, "grid_hash": grid_hash}, sort_keys=True).encode()
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: identity})
 
     def write(fh):
-        pq.write_table(table, fh, compression="zstd")
+        pq.write_table(table, fh, compression="zstd", row_group_size=row_group_size)
 
     return atomic_write(path, write)
 
@@ -125,6 +126,7 @@ def drop_rows(path: Path, keys: Iterable[tuple[str, int]]) -> int:
     (atomically; the file is removed when no row is left). Returns how many rows were dropped.
 
     ``--retry-diverged`` uses it so a recomputed row replaces the old one instead of doubling it.
+    A compacted file (``store_compact``) keeps its footer record, order and row-group size.
     """
     keys = set(keys)
     pf = pq.ParquetFile(path)
@@ -139,42 +141,9 @@ def drop_rows(path: Path, keys: Iterable[tuple[str, int]]) -> int:
         return n
     kept = table.filter(pc.invert(pa.array(drop)))
     identity = json.loads(meta.get(META_KEY, b"{}") or b"{}")
-    _write_parquet(path, kept, identity.get("run_id"), identity.get("grid_hash"))
+    rg = ROW_GROUP_ROWS if COMPACTION_KEY in meta else None
+    _write_parquet(path, kept, identity.get("run_id"), identity.get("grid_hash"), row_group_size=rg)
     return n
-
-
-# ------------------------------------------------------------------------------------- images
-def _as_numpy(a) -> np.ndarray:
-    if hasattr(a, "detach"):  # torch tensor, without importing torch here
-        a = a.detach().float().cpu().numpy()
-    return np.asarray(a)
-
-
-def save_images(store_dir, run_id: str, unit_id: str, arrays: Mapping[str, Mapping[Any, Any]]) -> Path:
-    """Store a unit's images as one npz (float16), atomically.
-
-    ``arrays = {"x_hat": {"<config_id>:<sample_id>": (C,H,W)}, "naive": {same keys: (C,H,W)},
-    "x_true": {sample_id: (C,H,W)}}`` (any of the three may be missing). Arrays are stacked per
-    group with their keys alongside, so a unit is one small file.
-    """
-    unknown = set(arrays) - {"x_hat", "naive", "x_true"}
-    if unknown:
-        raise ValueError(f"unknown image groups {sorted(unknown)}; allowed: ['naive', 'x_hat', 'x_true']")
-    payload: dict[str, np.ndarray] = {}
-    for group in ("x_hat", "naive", "x_true"):
-        items = dict(arrays.get(group) or {})
-        if not items:
-            continue
-        payload[f"{group}__keys"] = np.array([str(k) for k in items], dtype=np.str_)
-        payload[group] = np.stack([_as_numpy(v).astype(np.float16) for v in items.values()])
-    path = images_dir(store_dir, run_id) / f"unit-{check_id('unit_id', unit_id)}.npz"
-
-    def write(fh):
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **payload)
-        fh.write(buf.getvalue())
-
-    return atomic_write(path, write)
 
 
 # --------------------------------------------------------------------------------------- runs

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from orchestrator.plan import WorkUnit
 from orchestrator.problem import batch_for
 
 ROW_METRICS = ("psnr", "ssim", "lpips", "rel_l2")
+SET_METRICS = ("fid", "kid")
 #: per-row ``SolveOutput.extras`` that become store columns (RESULTS_SCHEMA); absent -> null
 EXTRA_COLUMNS = ("y_residual", "influence_grad", "influence_obj")
 
@@ -54,12 +56,27 @@ def _to_list(value, n: int) -> list:
     return out
 
 
-def build_metrics(device, weights: dict | None):
-    """``orchestrator.metrics.Metrics`` with LPIPS/Inception weights from files (absent: null + warning)."""
+def build_metrics(device, weights: dict | None, names=None, set_names=None):
+    """``orchestrator.metrics.Metrics`` for per-image ``names`` and set ``set_names`` (None: its
+    defaults), with LPIPS/Inception weights from files (absent: null + one warning; a metric not
+    named is never resolved, so its absent weights never warn)."""
     from orchestrator.metrics import Metrics
 
     weights = weights or {}
-    return Metrics(device, lpips_weights=weights.get("lpips"), inception_weights=weights.get("inception"))
+    named = {k: tuple(v) for k, v in (("names", names), ("set_names", set_names)) if v is not None}
+    return Metrics(device, lpips_weights=weights.get("lpips"), inception_weights=weights.get("inception"), **named)
+
+
+def warning_records(caught) -> list[dict]:
+    """Caught ``warnings`` as picklable ``{"category": "module.Name", "message"}`` records, each once:
+    a worker returns them with its results and the driver prints each distinct one once per sweep
+    (``cluster.reissue_warnings``) instead of every actor printing its own copy."""
+    out: list[dict] = []
+    for w in caught:
+        rec = {"category": f"{w.category.__module__}.{w.category.__qualname__}", "message": str(w.message)}
+        if rec not in out:
+            out.append(rec)
+    return out
 
 
 def prior_loader_spec(space: str, path: str):
@@ -82,6 +99,11 @@ class WorkerCore:
 
     def __init__(self, backend: str | None = None, threads: int = 1, use_gpu: bool = False,
                  metric_weights: dict | None = None, name: str = "worker"):
+        with warnings.catch_warnings(record=True) as caught:  # returned with the first result
+            self._setup(backend, threads, use_gpu, metric_weights, name)
+        self._warnings = warning_records(caught)
+
+    def _setup(self, backend, threads, use_gpu, metric_weights, name) -> None:
         import torch
 
         torch.set_num_threads(int(threads))  # Ray sets OMP_NUM_THREADS=1: be explicit either way
@@ -108,12 +130,26 @@ class WorkerCore:
             self.loads += 1
         return self._priors[key]
 
-    @property
-    def metrics(self):
-        if self._metrics is None:
-            self._metrics = build_metrics(self.device, self.metric_weights)
+    def metrics_for(self, names):
+        """The actor's ``Metrics``, covering every metric of ``names`` (a sweep's ``metrics``) and those
+        asked for before; psnr always (the naive inverse's). Built once per actor for a sweep's list
+        (again only when a later call asks for more)."""
+        per = [n for n in ROW_METRICS if n in names or n == "psnr"]
+        sets = [n for n in SET_METRICS if n in names]
+        have = self._metrics
+        if have is None or not (set(per) <= set(have.names) and set(sets) <= set(have.set_names)):
+            if have is not None:
+                per = [n for n in ROW_METRICS if n in per or n in have.names]
+                sets = [n for n in SET_METRICS if n in sets or n in have.set_names]
+            self._metrics = build_metrics(self.device, self.metric_weights, per, sets)
             self.loads += 1
         return self._metrics
+
+    def _result_warnings(self, caught) -> list[dict]:
+        """Warnings of this call (and of the actor's start, once) for the driver to print once."""
+        got = self._warnings + [w for w in warning_records(caught) if w not in self._warnings]
+        self._warnings = []
+        return got
 
     def info(self) -> dict:
         import torch
@@ -123,7 +159,14 @@ class WorkerCore:
 
     # -- one unit
     def run_unit(self, unit: WorkUnit, context: dict | None = None) -> dict:
-        """Rows (dicts for RESULTS_SCHEMA) and images of ``unit``; never raises for solver errors."""
+        """Rows (dicts for RESULTS_SCHEMA) and images of ``unit``, and ``warnings`` (records the driver
+        prints once per sweep); never raises for solver errors."""
+        with warnings.catch_warnings(record=True) as caught:
+            result = self._run_unit(unit, context)
+        result["warnings"] = self._result_warnings(caught)
+        return result
+
+    def _run_unit(self, unit: WorkUnit, context: dict | None = None) -> dict:
         context = dict(context or {})
         started = _dt.datetime.now(_dt.timezone.utc)
         t0 = time.perf_counter()
@@ -160,8 +203,10 @@ class WorkerCore:
                 row[k] = vals[i]
             out_rows.append(row)
         images = {}
-        if x_hat is not None and context.get("save_images", True):
-            images = self._images(unit, x_hat, naive, x_true)
+        if x_hat is not None and context.get("save_images", True) not in (False, "none"):
+            from orchestrator.store_images import select_images  # spec save_images (first_k) / image_format (png8)
+
+            images = select_images(self._images(unit, x_hat, naive, x_true), context)
         return {"unit_id": unit.unit_id, "rows": out_rows, "images": images, "wall_s": wall, "worker": self.name}
 
     def _solve(self, unit: WorkUnit):
@@ -186,6 +231,7 @@ class WorkerCore:
             x = x_hat.detach().to(x_true.device, x_true.dtype)
             finite = torch.isfinite(x.reshape(n, -1)).all(1)
             xs = torch.where(finite.view(-1, 1, 1, 1), x, torch.zeros_like(x))  # diverged rows: metrics null
+            self.metrics_for(names)  # the sweep's metrics: one Metrics object, nothing unrequested resolved
             wanted = [n for n in ROW_METRICS if n in names]
             got = self._per_image(xs, x_true, wanted)
             for name, val in got.items():
@@ -201,8 +247,9 @@ class WorkerCore:
 
     def _per_image(self, x, ref, names) -> dict:
         """``{name: per-row values}`` via ``Metrics.per_image``."""
-        names = [k for k in names if k in self.metrics.names]
-        return self.metrics.per_image(x, ref, names=names) if names else {}
+        m = self.metrics_for(names)
+        names = [k for k in names if k in m.names]
+        return m.per_image(x, ref, names=names) if names else {}
 
     def _images(self, unit: WorkUnit, x_hat, naive, x_true) -> dict:
         def np16(t):
@@ -220,12 +267,19 @@ class WorkerCore:
         return out
 
     # -- set metrics
-    def set_metrics(self, x_hat: np.ndarray, x_true: np.ndarray, names=("fid", "kid")) -> dict:
-        """``{"fid", "kid_mean", "kid_std", "error"}`` over a config's images (None: not computed)."""
+    def set_metrics(self, x_hat: np.ndarray, x_true: np.ndarray, names=SET_METRICS) -> dict:
+        """``{"fid", "kid_mean", "kid_std", "error"}`` over a config's images (None: not computed), and
+        ``warnings`` (as ``run_unit``)."""
+        with warnings.catch_warnings(record=True) as caught:
+            result = self._set_metrics(x_hat, x_true, names)
+        result["warnings"] = self._result_warnings(caught)
+        return result
+
+    def _set_metrics(self, x_hat, x_true, names) -> dict:
         import torch
 
         result = {"fid": None, "kid_mean": None, "kid_std": None, "error": None}
-        m = self.metrics
+        m = self.metrics_for(names)
         xh = torch.as_tensor(np.asarray(x_hat, dtype=np.float32), device=self.device)
         xt = torch.as_tensor(np.asarray(x_true, dtype=np.float32), device=self.device)
         try:

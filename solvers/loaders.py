@@ -445,3 +445,8 @@ def _prior_guided(spec: dict) -> Prior:
     prior = UNetPrior(model, schedule, shape, name=spec.get("name", f"guided_diffusion:{preset}"))
     prior.config = config
     return prior
+
+
+# The exact-posterior world's priors and autoencoders (kind ``mixture``: built from a world's
+# parameters, no files), registered by their own module.
+from solvers.mixture import loader as _mixture_loader  # noqa: E402,F401

@@ -155,3 +155,90 @@ def test_classical_baselines_run_once_without_regularizer():
 
     # the shared default: the tuned weight of configs/tuned.yaml, else the registry's
     assert wiener.step_size == default_step_size("wiener", SOLVERS["wiener"], "gaussian_blur", embedded=True)
+
+
+# ------------------------------------------------------------- counting without expanding
+def _expanded_counts(spec, backend):
+    """configs, units and rows per (solver, steps) the slow way: expand + plan."""
+    cfgs = grid.expand(spec, backend)
+    samples = grid.sample_ids(spec)
+    units = plan.plan(cfgs, samples, spec.batch_size)
+    todo: dict = {}
+    for u in units:
+        for r in u.rows:
+            c = u.configs[r.config_id]
+            todo[(c.solver, c.num_steps)] = todo.get((c.solver, c.num_steps), 0) + 1
+    return len(cfgs), len(units), todo
+
+
+def _assert_count_matches(spec, backend=FAKE):
+    from orchestrator import grid_count, guards
+
+    n, units, todo = _expanded_counts(spec, backend)
+    got = grid_count.count(spec, backend, len(grid.sample_ids(spec)))
+    assert (got.configs, got.units, got.todo_by) == (n, units, todo)
+    assert guards.grid_size(spec, backend) == n
+
+
+def test_count_equals_expand_on_the_base_grid_and_its_variants():
+    """The fast count (``grid_count``) against ``len(grid.expand)`` and ``plan.plan``'s units on grids
+    that exercise every rule of ``expand``."""
+    two_tasks = [{"operator": "fake_mask", "sigma_y": [0.05, 0.1]},
+                 {"operator": "fake_mask", "name": "second", "sigma_y": [0.05], "params": {"keep": 0.3}}]
+    variants = [
+        {},
+        # duplicate `none` entries and a duplicate equi entry with overlapping lambdas: deduplicated
+        {"regularizers": [{"kind": "none"}, {"kind": "none", "lambdas": [5]}, {"kind": "equi", "lambdas": [0.1, 0.2]},
+                          {"kind": "equi", "lambdas": [0.2, 0.3]}, {"kind": "equi", "lambdas": [0.3], "group": "identity"}]},
+        # repeated values inside lists
+        {"seeds": [0, 0, 1], "tasks": [{"operator": "fake_mask", "sigma_y": [0.05, 0.05, 0.1]}]},
+        # solver `tasks` restriction, task_step_sizes, solver_lambdas, two solvers
+        {"tasks": two_tasks,
+         "solvers": [{"name": "fake", "num_steps": [2, 4], "step_sizes": [1.0], "task_step_sizes": {"second": [0.25, 0.5]}},
+                     {"name": "fake_latent", "num_steps": [3], "tasks": ["second"]}],
+         "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1], "solver_lambdas": {"fake_latent": [1, 2, 3]}}]},
+        # the same solver twice (overlapping step counts and sizes): the union of the two entries
+        {"solvers": [{"name": "fake", "num_steps": [2, 4], "step_sizes": [1.0, 2.0]},
+                     {"name": "fake", "num_steps": [4, 8], "step_sizes": [2.0, 3.0]}]},
+        # default step size (none given), equicon, shared vs per-config solver noise, batch sizes
+        {"solvers": [{"name": "fake", "num_steps": [2]}], "solver_noise": "per_config", "batch_size": 1,
+         "regularizers": [{"kind": "equi", "lambdas": [0.1, 1]}, {"kind": "equicon", "lambdas": [0.1]}]},
+        {"batch_size": 1000, "dataset": {"ids": [3, 1, 7]}},
+    ]
+    for over in variants:
+        _assert_count_matches(make(**over))
+
+
+def test_count_with_more_boxes_than_inclusion_exclusion_takes():
+    from orchestrator import grid_count
+
+    regs = [{"kind": "equi", "lambdas": [i * 0.1, (i + 1) * 0.1, 5.0]} for i in range(grid_count.MAX_BOXES + 2)]
+    _assert_count_matches(make(regularizers=[{"kind": "none"}] * 3 + regs, seeds=[0], batch_size=3))
+
+
+def test_count_equals_expand_with_classical_solvers():
+    """Real registries: classical solvers run once, without a regularizer, on the tasks they support."""
+    spec = spec_mod.parse({"name": "g", "prior": "embedded", "dataset": {"count": 3}, "batch_size": 4,
+                           "tasks": [{"operator": "gaussian_blur", "sigma_y": [0.05, 0.1]}, {"operator": "box_inpainting"}],
+                           "solvers": [{"name": "dps", "num_steps": [2, 3]}, {"name": "wiener", "num_steps": [1], "tasks": ["gaussian_blur"]},
+                                       {"name": "tv_pd", "num_steps": [5], "step_sizes": [0.1, 0.2]}],
+                           "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1, 1.0]}]})
+    _assert_count_matches(spec, None)
+
+
+def test_grid_size_refuses_a_huge_grid_before_expanding(monkeypatch):
+    """10^7 configs: counted and refused in well under a second, ``expand`` never called."""
+    import time
+
+    import pytest
+
+    from orchestrator import guards
+
+    monkeypatch.setattr(grid, "expand", lambda *a, **k: pytest.fail("expanded"))
+    spec = make(seeds=list(range(1000)), regularizers=[{"kind": "none"}, {"kind": "equi", "lambdas": [i / 10 for i in range(1249)]}],
+                solvers=[{"name": "fake", "num_steps": [2, 4], "step_sizes": [1.0, 2.0]}])
+    t0 = time.perf_counter()
+    with pytest.raises(guards.GuardError, match="10,000,000 configs"):
+        guards.check_grid_size(spec, backend=FAKE)
+    assert time.perf_counter() - t0 < 5.0
+    assert guards.check_grid_size(spec, force=True, backend=FAKE) == 10_000_000

@@ -2,13 +2,14 @@
 
 Prints configs, rows, rows already stored, work units and an estimated time from the store's
 per-row timings of the same solver and step count (median ``wall_s`` of ok rows), divided over
-the actors. Grids above ``guards.MAX_CONFIGS`` are counted by arithmetic, never expanded, so a
-10^6-config grid plans in well under a second.
+the actors. Configs, rows and units are counted exactly without expanding the grid
+(``grid_count``), so a 10^6-config grid plans in seconds; the grid is expanded only when the store
+holds rows of the spec's run (the stored-rows and run-identity comparisons need its config ids),
+and not above ``guards.MAX_CONFIGS`` configs (then the stored rows are not compared).
 """
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 
@@ -18,38 +19,28 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
-def _arithmetic(spec, n_samples: int) -> dict:
-    units = 0
-    per_key: dict[tuple[str, int], int] = {}
-    for sol in spec.solvers:
-        for task in spec.tasks:
-            sizes = max(1, len(sol.step_sizes_for(task.label)))
-            for reg in spec.regularizers:
-                per_group = sizes * len(spec.seeds) * (len(reg.lambdas) if reg.kind != "none" else 1)
-                for steps in sol.num_steps:
-                    groups = len(task.sigma_y)
-                    units += groups * math.ceil(per_group * n_samples / spec.batch_size)
-                    per_key[(sol.name, steps)] = per_key.get((sol.name, steps), 0) + groups * per_group * n_samples
-    return {"units": units, "todo_by": per_key}
+def summarize(spec, store_dir=None, backend=None, actors: int | None = None, retry_diverged: bool = False,
+              extend: bool = False) -> dict:
+    """The plan of ``spec`` against ``store_dir`` (configs, rows, stored, units, estimate, and why
+    `run` would refuse the grid under the spec's name, unless ``extend``)."""
+    from orchestrator import grid_count, guards, store
 
-
-def summarize(spec, store_dir=None, backend=None, actors: int | None = None, retry_diverged: bool = False) -> dict:
-    """The plan of ``spec`` against ``store_dir`` (configs, rows, stored, units, estimate)."""
-    from orchestrator import guards, store
-
-    n_cfg = guards.grid_size(spec)
     n_smp = guards.n_samples(spec)
-    out = {"configs": n_cfg, "samples": n_smp, "rows": n_cfg * n_smp, "stored": 0, "exact": False,
-           "limit": guards.MAX_CONFIGS}
+    counted = grid_count.count(spec, backend, n_smp, spec.batch_size)  # exact, no Config built
+    out = {"configs": counted.configs, "samples": n_smp, "rows": counted.configs * n_smp, "stored": 0,
+           "units": counted.units, "todo_by": counted.todo_by, "limit": guards.MAX_CONFIGS, "refused": None}
     have_store = bool(store_dir) and Path(store_dir).is_dir()
-    if n_cfg <= guards.MAX_CONFIGS:
+    holds_run = have_store and spec.name in store.list_runs(store_dir)
+    if holds_run and counted.configs > guards.MAX_CONFIGS:
+        out["stored"] = None  # comparing with the stored rows needs every config id: expanding, minutes
+    elif holds_run:  # only then: the stored rows and the run's identity need the grid's config ids
         from orchestrator import grid, plan
 
         configs = grid.expand(spec, backend)
         samples = grid.sample_ids(spec)
         keys = {(c.config_id, s) for c in configs for s in samples}
         statuses = ("ok",) if retry_diverged else ("ok", "diverged")  # a diverged row is a result
-        done = store.completed_keys(store_dir, spec.name, statuses=statuses) & keys if have_store else set()
+        done = store.completed_keys(store_dir, spec.name, statuses=statuses) & keys
         units = plan.plan(configs, samples, spec.batch_size, done)
         by_id = {c.config_id: c for c in configs}
         todo_by: dict[tuple[str, int], int] = {}
@@ -57,13 +48,29 @@ def summarize(spec, store_dir=None, backend=None, actors: int | None = None, ret
             for r in u.rows:
                 c = by_id[r.config_id]
                 todo_by[(c.solver, c.num_steps)] = todo_by.get((c.solver, c.num_steps), 0) + 1
-        out.update(configs=len(configs), rows=len(keys), stored=len(done), units=len(units), todo_by=todo_by, exact=True)
-    else:
-        out.update(_arithmetic(spec, n_smp))
+        out.update(configs=len(configs), rows=len(keys), stored=len(done), units=len(units), todo_by=todo_by)
+        out["refused"] = None if extend else _identity_refusal(spec, store_dir, configs, samples)
     out["actors"] = actors or spec.resources.num_actors or max(1, int((os.cpu_count() or 1) // max(
         spec.resources.threads, spec.resources.num_cpus)))
     out["estimate_s"], out["unknown"] = _estimate(store_dir if have_store else None, out["todo_by"], out["actors"])
     return out
+
+
+def _identity_refusal(spec, store_dir, configs, samples) -> str | None:
+    """Why `run` would refuse this grid under the spec's name in ``store_dir`` (None: it would not)."""
+    import warnings
+
+    from orchestrator import run_identity, store
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", store.StoreWarning)
+        record = store.read_run(store_dir, spec.name)
+    try:
+        run_identity.check(record, spec.name, store_dir, run_identity.grid_hash([c.config_id for c in configs], samples),
+                           len(configs), len(samples))
+    except run_identity.RunIdentityError as exc:
+        return str(exc.with_overrides(spec.overrides) if spec.overrides else exc)
+    return None
 
 
 def _estimate(store_dir, todo_by: dict, actors: int):
@@ -88,10 +95,15 @@ def _estimate(store_dir, todo_by: dict, actors: int):
 
 
 def print_plan(spec, info: dict) -> None:
-    kind = "" if info["exact"] else f" (by arithmetic, not expanded: above {info['limit']:,} configs)"
+    kind = "" if info["configs"] <= info["limit"] else f" (by arithmetic, not expanded: above {info['limit']:,} configs)"
     print(f"{spec.name}: {info['configs']:,} configs x {info['samples']:,} samples = {info['rows']:,} rows{kind}")
-    print(f"  already stored: {info['stored']:,} rows; to compute: {info['rows'] - info['stored']:,} rows in "
-          f"{info['units']:,} units (batch_size {spec.batch_size})")
+    if info["stored"] is None:
+        print(f"  already stored: rows of run {spec.name!r} are in the store but not compared (above the limit the "
+              f"grid is not expanded); to compute: at most {info['rows']:,} rows in at most {info['units']:,} units "
+              f"(batch_size {spec.batch_size})")
+    else:
+        print(f"  already stored: {info['stored']:,} rows; to compute: {info['rows'] - info['stored']:,} rows in "
+              f"{info['units']:,} units (batch_size {spec.batch_size})")
     if info["estimate_s"] is None:
         print(f"  estimated time: unknown (no stored timings for {', '.join(f'{s}/{n} steps' for s, n in info['unknown'])})")
     else:
@@ -99,26 +111,34 @@ def print_plan(spec, info: dict) -> None:
         print(f"  estimated time: {_fmt_s(info['estimate_s'])} on {info['actors']} actor(s), from stored per-row timings{left}")
     if info["configs"] > info["limit"]:
         print(f"  `equibench run` refuses grids above {info['limit']:,} configs unless --force")
+    if info.get("refused"):
+        print(f"  `equibench run` would refuse it: {info['refused']}")
 
 
 def cmd_plan(args) -> int:
-    from orchestrator import spec as spec_mod
+    from orchestrator import overrides as _overrides, spec as spec_mod
     from orchestrator.commands.run import check_actors
 
     check_actors(args.actors)
-    spec = spec_mod.parse_sweep(args.spec, backend=args.backend)
+    overrides = _overrides.from_args(args)
+    spec = spec_mod.parse_sweep(args.spec, backend=args.backend, overrides=overrides)
     store_dir = args.store or spec.store
     if args.store:
         from orchestrator import store
 
         store.check_readable(args.store)
+    if overrides:
+        print(_overrides.applied_line(spec.name, overrides))
     print_plan(spec, summarize(spec, store_dir, args.backend, args.actors))
     return 0
 
 
 def register(subparsers) -> None:
+    from orchestrator import overrides
+
     p = subparsers.add_parser("plan", help="what `run SPEC` would compute (configs, rows, units, time), computing nothing")
     p.add_argument("spec", help="sweep spec YAML")
+    overrides.add_arguments(p)
     p.add_argument("--store", help="store to count already-stored rows and timings from (default: the spec's store:)")
     p.add_argument("--actors", type=int, help="actors the estimate divides over (default: spec or CPUs)")
     p.add_argument("--backend", help=argparse.SUPPRESS)

@@ -6,8 +6,10 @@
                      [--baseline-only SOLVER ...] [--task T ...] [--solver S ...] [--no-naive]
                      [--figures [NAME ...]] [--sample-ids ID ...]
 
-Writes ``<out>/<layout>.<ext>`` per layout and format (``.md``, ``.tex``, ``.html``, ``.csv``) and
-prints the paths. ``all`` as a layout or format means every one. Every mean and delta carries a
+Writes ``<out>/<layout>.<ext>`` per layout and format (``.md``, ``.tex``, ``.csv``) and prints the
+paths; ``html`` writes one self-contained ``<out>/report.html`` over every layout (or ``--layout``'s)
+with the runs, sortable and filterable tables, interactive charts and the figures embedded
+(``reporting.html_report``). ``all`` as a layout or format means every one. Every mean and delta carries a
 95% cluster-bootstrap interval; ``--select-on embedded/tune --report-on embedded/report`` picks each
 method's best config on the tuning split and reports it on held-out images (without it, a table
 that picks on the images it reports says so in bold). Inert / dominant lambdas are warned about on
@@ -17,8 +19,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Iterable, Sequence
 
-from orchestrator import report
+#: What the parser (and so ``report --help``) shows, without importing the report pipeline (pandas,
+#: torch via the registries: seconds): the same names as ``report.LAYOUTS`` (with descriptions),
+#: ``FORMATS``, ``SELECTIONS``, ``METRICS`` and the ``ReportOptions`` bootstrap defaults, which
+#: ``tests/test_cli_lazy.py`` checks against the pipeline's own registries.
+LAYOUTS = {
+    "tasks-by-method": "Table 1: rows task x method, columns LPIPS, FID, PSNR, SSIM",
+    "methods-by-tasks": "Tables 2-3: rows methods (latent / pixel / classical), column groups per task",
+    "mean-std": "Table 7: mean (sd; 95% interval) per task x method",
+    "pde": "Table 4: relative L2 per PDE forward / inverse problem",
+}
+FORMATS = ("md", "latex", "html", "csv")
+SELECTIONS = ("all", "best")
+METRICS = ("lpips", "fid", "kid_mean", "psnr", "ssim", "rel_l2", "y_residual", "wall_s")
+N_RESAMPLES, CI_SEED = 10000, 0
 
 
 def register(subparsers) -> None:
@@ -26,16 +42,16 @@ def register(subparsers) -> None:
         "report",
         help="paper-style tables and figures from a store",
         description="Paper-style tables (and, with --figures, figures) from a results store.",
-        epilog="Layouts: " + "; ".join(f"{k}: {v.description}" for k, v in report.LAYOUTS.items()),
+        epilog="Layouts: " + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()),
     )
     p.add_argument("--store", required=True, help="the store directory")
     p.add_argument("--run", nargs="+", default=None, metavar="RUN", help="only these runs (default: all)")
-    p.add_argument("--layout", nargs="+", default=["tasks-by-method"], choices=[*report.LAYOUTS, "all"], metavar="LAYOUT",
-                   help=f"one or more of {', '.join(report.LAYOUTS)}, or all (default tasks-by-method)")
-    p.add_argument("--format", nargs="+", default=["md"], choices=[*report.FORMATS, "all"], metavar="FORMAT",
-                   help=f"one or more of {', '.join(report.FORMATS)}, or all (default md)")
+    p.add_argument("--layout", nargs="+", default=None, choices=[*LAYOUTS, "all"], metavar="LAYOUT",
+                   help=f"one or more of {', '.join(LAYOUTS)}, or all (default tasks-by-method; for html all)")
+    p.add_argument("--format", nargs="+", default=["md"], choices=[*FORMATS, "all"], metavar="FORMAT",
+                   help=f"one or more of {', '.join(FORMATS)}, or all (default md)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--select", default="best", choices=sorted(report.SELECTIONS),
+    p.add_argument("--select", default="best", choices=list(SELECTIONS),
                    help="best: one row per method, its best config by --select-by (default); all: a row per config")
     p.add_argument("--select-by", default=None, metavar="METRIC",
                    help="metric that picks a method's config (default: psnr, rel_l2 for the pde layout)")
@@ -45,11 +61,11 @@ def register(subparsers) -> None:
     p.add_argument("--report-on", nargs="+", default=None, metavar="DATASET",
                    help="datasets the tables show, e.g. embedded/report embedded/report_ood (default: every dataset; "
                         "with --select-on, every dataset but that one)")
-    p.add_argument("--resamples", type=int, default=report.ReportOptions.n_resamples, metavar="N",
+    p.add_argument("--resamples", type=int, default=N_RESAMPLES, metavar="N",
                    help="bootstrap resamples per interval (default %(default)s)")
-    p.add_argument("--ci-seed", type=int, default=report.ReportOptions.ci_seed, metavar="N",
+    p.add_argument("--ci-seed", type=int, default=CI_SEED, metavar="N",
                    help="seed of the bootstrap (default %(default)s): the same store always renders the same intervals")
-    p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC", help=f"columns to show ({', '.join(report.METRICS)})")
+    p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC", help=f"columns to show ({', '.join(METRICS)})")
     p.add_argument("--baseline-only", nargs="+", default=(), metavar="SOLVER",
                    help="solvers shown only as baselines (their Equi/EquiCon rows left out)")
     p.add_argument("--task", nargs="+", default=None, metavar="TASK", help="only these tasks")
@@ -69,6 +85,8 @@ def _expand(values, registry) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from orchestrator import report
+
     for metric in (args.metrics or []) + ([args.select_by] if args.select_by else []):
         if metric not in report.METRICS:
             raise ValueError(f"unknown metric {metric!r}; allowed: {sorted(report.METRICS)}")
@@ -88,20 +106,87 @@ def run(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise ValueError(f"--resamples must be >= 1, got {args.resamples}")
     results, sets = report.load_store(args.store, args.run)
+    if args.sample_ids:  # before anything is written
+        check_sample_ids(results, args.store, args.sample_ids, args.figures, args.demo)
     if args.demo:
         print(report.print_comparison(results, sets, options))
         print(report.write_demo_report(args.store, args.out, args.run, options))
         return 0
-    layouts = _expand(args.layout, report.LAYOUTS)
-    paths = report.write_report(results, sets, args.out, layouts, _expand(args.format, report.FORMATS), options)
-    for layout in layouts:
+    formats = _expand(args.format, report.FORMATS)
+    text_formats = [f for f in formats if f != "html"]
+    layouts = _expand(args.layout or ["tasks-by-method"], report.LAYOUTS)
+    paths = report.write_report(results, sets, args.out, layouts, text_formats, options) if text_formats else []
+    for layout in layouts if text_formats else []:
         if not any(p.stem == layout for p in paths):
             print(f"{layout}: no rows ({report.LAYOUTS[layout].description}), skipped", file=sys.stderr)
+    figure_paths = None
     if args.figures is not None:
         from orchestrator import figures
 
-        paths += figures.write_figures(results, args.store, f"{args.out}/figures", names=args.figures or None,
-                                       metrics=args.figure_metrics, primary=args.select_by or "psnr", sample_ids=args.sample_ids)
+        figure_paths = figures.write_figures(results, args.store, f"{args.out}/figures", names=args.figures or None,
+                                             metrics=args.figure_metrics, primary=args.select_by or "psnr", sample_ids=args.sample_ids)
+        paths += figure_paths
+    if "html" in formats:
+        from orchestrator.reporting.html_report import write_html_report
+
+        paths.append(write_html_report(results, sets, args.store, args.out, _expand(args.layout, report.LAYOUTS) if args.layout else None,
+                                       options, figure_metrics=args.figure_metrics, sample_ids=args.sample_ids, figure_paths=figure_paths))
     for path in paths:
         print(path)
     return 0
+
+
+def stored_image_samples(store_dir, run_ids: Iterable[str]) -> set[int]:
+    """Sample ids with a saved reconstruction in the runs ``run_ids`` (reads only the image files'
+    key lists; an unreadable file is left to the figure's own reader, which names it)."""
+    import numpy as np
+
+    from orchestrator import store
+
+    out: set[int] = set()
+    for run_id in run_ids:
+        folder = store.images_dir(store_dir, run_id)
+        for f in sorted(folder.glob("unit-*.npz")) if folder.is_dir() else []:
+            if store._is_hidden(f.name):
+                continue
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    keys = z["x_hat__keys"].tolist() if "x_hat__keys" in z.files else []
+            except Exception:  # noqa: BLE001
+                continue
+            out |= {int(str(k).rsplit(":", 1)[1]) for k in keys if str(k).rsplit(":", 1)[-1].isdigit()}
+    return out
+
+
+def _id_ranges(ids: Sequence[int]) -> str:
+    """``[0, 1, 2, 3, 7]`` -> ``"0-3, 7"``."""
+    parts: list[str] = []
+    for i in sorted(set(ids)):
+        if parts and parts[-1].split("-")[-1] == str(i - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ", ".join(parts)
+
+
+def check_sample_ids(results, store_dir, sample_ids: Sequence[int], figure_names=None, demo: bool = False) -> None:
+    """``ValueError`` unless ``--sample-ids`` has a use (the qualitative figure is drawn: ``--figures``
+    with no names or naming it) and every id has a saved reconstruction in the store's runs of
+    ``results``; the message names the missing ids and the stored ones."""
+    flag = "--sample-ids " + " ".join(str(s) for s in sample_ids)
+    if demo:
+        raise ValueError(f"{flag}: --demo draws every figure with its default samples; pick samples with "
+                         "--figures qualitative --sample-ids ... instead")
+    if figure_names is None or (figure_names and "qualitative" not in figure_names):
+        raise ValueError(f"{flag}: picks the rows of the qualitative figure, which this command does not draw; "
+                         "add --figures qualitative (or --figures for every figure)")
+    runs = sorted(set(results["run_id"].dropna().astype(str))) if "run_id" in results else []
+    have = stored_image_samples(store_dir, runs)
+    missing = [s for s in dict.fromkeys(int(s) for s in sample_ids) if s not in have]
+    if not missing:
+        return
+    if not have:
+        raise ValueError(f"{flag}: the store holds no saved images for run(s) {', '.join(runs) or '-'} (they ran "
+                         "with save_images: false?); the qualitative figure needs them")
+    raise ValueError(f"{flag}: no saved images for sample id{'s' * (len(missing) > 1)} {_id_ranges(missing)}; "
+                     f"stored: {_id_ranges(sorted(have))}")

@@ -1,7 +1,8 @@
 """``equibench run | status | query``: run a sweep spec, see a store's progress, query it with SQL.
 
-- ``run SPEC.yaml --store DIR [--address ADDR] [--actors N] [--quiet] [--dry-run] [--force]
-  [--extend] [--retry-diverged]``: validates the spec, the grid size, the store, the run's
+- ``run SPEC.yaml [KEY=VALUE ...] [--set KEY=VALUE] --store DIR [--address ADDR] [--actors N] [--quiet]
+  [--dry-run] [--force] [--extend] [--retry-diverged]``: applies the overrides (``orchestrator.overrides``,
+  recorded with the run), validates the spec, the grid size, the store, the run's
   identity, the Ray address and the cluster's resources (every problem before any compute), then
   runs or resumes it. A rerun of a finished spec computes and writes nothing and says so; diverged
   rows are results (``--retry-diverged`` recomputes and replaces them). Ctrl-C stops with one line
@@ -33,11 +34,15 @@ def _store_dir(args, spec=None) -> str:
 
 
 def cmd_run(args) -> int:
-    from orchestrator import driver, guards, spec as spec_mod, store
+    from orchestrator import driver, guards, overrides as _overrides, spec as spec_mod, store
+    from orchestrator.run_identity import RunIdentityError
 
     check_actors(args.actors)
-    spec = spec_mod.parse_sweep(args.spec, backend=args.backend)
+    overrides = _overrides.from_args(args)
+    spec = spec_mod.parse_sweep(args.spec, backend=args.backend, overrides=overrides)
     store_dir = _store_dir(args, spec)
+    if overrides:
+        print(_overrides.applied_line(spec.name, overrides), flush=True)
     if os.path.exists(store_dir):
         store.check_readable(store_dir)
     elif os.path.lexists(store_dir):
@@ -45,11 +50,17 @@ def cmd_run(args) -> int:
     if args.dry_run:
         from orchestrator.commands.plan import print_plan, summarize
 
-        print_plan(spec, summarize(spec, store_dir, args.backend, args.actors, args.retry_diverged))
+        print_plan(spec, summarize(spec, store_dir, args.backend, args.actors, args.retry_diverged, args.extend))
         return 0
-    guards.check_grid_size(spec, force=args.force)
-    result = driver.run_sweep(spec, store_dir, address=args.address, num_actors=args.actors, backend=args.backend,
-                              quiet=args.quiet, force=args.force, extend=args.extend, retry_diverged=args.retry_diverged)
+    guards.check_grid_size(spec, force=args.force, backend=args.backend)
+    try:
+        result = driver.run_sweep(spec, store_dir, address=args.address, num_actors=args.actors, backend=args.backend,
+                                  quiet=args.quiet, force=args.force, extend=args.extend,
+                                  retry_diverged=args.retry_diverged, compact=False if args.no_compact else None)
+    except RunIdentityError as exc:
+        if not overrides:
+            raise
+        raise exc.with_overrides(overrides) from None
     if result.computed_nothing:
         print(f"{spec.name}: nothing to compute ({result.total_rows} rows already stored)")
         return 0
@@ -59,13 +70,14 @@ def cmd_run(args) -> int:
 
 
 def status_table(store_dir) -> list[dict]:
-    """One dict per run: grid size, stored rows by status, last error, skipped files and why."""
-    from orchestrator import store
+    """One dict per run: grid size, stored rows by status, last error, skipped files and why; for a
+    tune run also its trials (``tune``: ``orchestrator.trial_status``)."""
+    from orchestrator import store, trial_status
 
     store.check_readable(store_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", store.StoreWarning)
-        df = store.load(store_dir, columns=["run_id", "status", "error", "unit_id", "started_at"])
+        df = store.load(store_dir, columns=["run_id", "status", "error", "unit_id", "started_at", "trial_id", "sample_id"])
         sets = store.load_sets(store_dir, columns=["run_id", "config_id"])
         bad = store.problems(store_dir, "results") + store.problems(store_dir, "sets")
     out = []
@@ -88,6 +100,7 @@ def status_table(store_dir) -> list[dict]:
             "corrupt_files": [str(p) for p, _ in bad if f"run={run_id}" in p.parts[-2]],
             "skipped": [(str(p), why) for p, why in bad if p.parts[-2] == f"run={run_id}"]
             + ([(str(record_path), "unreadable run record (not JSON); its grid size is unknown")] if bad_record else []),
+            "tune": trial_status.summarize(d, rec) if trial_status.is_tune_run(rec) else None,
         })
     return out
 
@@ -100,6 +113,8 @@ def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from orchestrator import trial_status
+
     table = Table(title=f"store {args.store}")
     for col in ("run", "done", "ok", "diverged", "failed", "units", "set rows", "last error"):
         table.add_column(col)
@@ -107,10 +122,15 @@ def cmd_status(args) -> int:
         grid = r["grid_rows"]
         done = r["ok"] + r["diverged"]  # a diverged row is a result (rerun with --retry-diverged to redo it)
         pct = f"{100 * done / grid:.0f}%" if grid else "?"
-        table.add_row(r["run_id"], f"{done}/{grid} ({pct})", str(r["ok"]), str(r["diverged"]), str(r["failed"]),
+        # a tune run counts trials: the rows ASHA never asked for are not missing
+        cell = trial_status.done_cell(r["tune"]) if r["tune"] else f"{done}/{grid} ({pct})"
+        table.add_row(r["run_id"], cell, str(r["ok"]), str(r["diverged"]), str(r["failed"]),
                       str(r["units"]), str(r["sets"]), r["last_error"] or "")
     console = Console(file=sys.stdout, width=160, force_terminal=False)
     console.print(table)
+    for r in rows:
+        if r["tune"]:
+            print(trial_status.line(r["run_id"], r["tune"]))
     for r in rows:
         for f, why in r["skipped"]:
             print(f"warning: skipping {f}: {why}")
@@ -164,8 +184,11 @@ def cmd_query(args) -> int:
 
 
 def register(subparsers) -> None:
+    from orchestrator import overrides as _overrides
+
     p = subparsers.add_parser("run", help="run or resume a sweep spec (YAML) into a store")
     p.add_argument("spec", help="sweep spec YAML (see configs/smoke.yaml, docs/SPEC-REFERENCE.md)")
+    _overrides.add_arguments(p)
     p.add_argument("--store", help="store directory (default: the spec's store:)")
     p.add_argument("--address", help="an existing Ray cluster (e.g. auto or ray://host:10001); default: local Ray")
     p.add_argument("--actors", type=int, help="number of worker actors, >= 1 (default: spec resources or what fits)")
@@ -174,6 +197,7 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="skip the grid-size and cluster-resource guards")
     p.add_argument("--extend", action="store_true", help="let this run name take a new grid (keeps its stored rows)")
     p.add_argument("--retry-diverged", action="store_true", help="recompute stored diverged rows, replacing them")
+    p.add_argument("--no-compact", action="store_true", help="leave a finished run's unit files as they are (spec compact: false)")
     p.add_argument("--backend", help=argparse.SUPPRESS)  # tests: a module replacing solvers/operators
     p.set_defaults(func=cmd_run)
 

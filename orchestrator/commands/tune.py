@@ -1,4 +1,5 @@
-"""``equibench tune SPEC.yaml --store DIR --out DIR2 [--resume] [--address ADDR]``: a Ray Tune search.
+"""``equibench tune SPEC.yaml [KEY=VALUE ...] --store DIR --out DIR2 [--resume] [--address ADDR]``:
+a Ray Tune search.
 
 The spec is a sweep spec with a ``tune:`` section (the ``orchestrator.tune`` package documents it;
 see ``configs/tune-smoke.yaml``). Every problem in the spec is reported before Ray starts. Trials run
@@ -15,9 +16,12 @@ import os
 
 
 def cmd_tune(args) -> int:
-    from orchestrator import tune as tune_mod
+    from orchestrator import overrides as _overrides, tune as tune_mod
 
-    ts = tune_mod.load(args.spec, backend=args.backend)
+    overrides = _overrides.from_args(args)
+    ts = tune_mod.load(args.spec, backend=args.backend, overrides=overrides)
+    if overrides:
+        print(_overrides.applied_line(ts.run_id, overrides), flush=True)
     store_dir = args.store or ts.sweep.store
     if not store_dir:
         raise ValueError("no store: pass --store DIR or set store: in the spec")
@@ -32,8 +36,11 @@ def cmd_tune(args) -> int:
 
 
 def register(subparsers) -> None:
+    from orchestrator import overrides
+
     p = subparsers.add_parser("tune", help="Ray Tune search over lambda, step sizes and solver options")
     p.add_argument("spec", help="sweep spec YAML with a tune: section (see configs/tune-smoke.yaml)")
+    overrides.add_arguments(p)
     p.add_argument("--store", help="store directory for the trials' rows (default: the spec's store:)")
     p.add_argument("--out", required=True, help="where Tune's state and the results (best-config.yaml, plots) go")
     p.add_argument("--resume", action="store_true", help="continue the search already in --out (after the driver was killed)")

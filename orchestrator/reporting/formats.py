@@ -13,10 +13,10 @@ import io
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from orchestrator.reporting.labels import METRICS, format_number, format_ratio
-from orchestrator.reporting.model import DAGGER, Cell, Column, Table
+from orchestrator.reporting.labels import METRICS, format_number, format_ratio, lower_is_better
+from orchestrator.reporting.model import DAGGER, Cell, Column, Row, Table
 
-__all__ = ["FORMATS", "Format", "render", "render_markdown", "render_latex", "render_html", "render_csv", "latex_escape"]
+__all__ = ["FORMATS", "Format", "render", "render_markdown", "render_latex", "render_html", "render_csv", "latex_escape", "html_table"]
 
 
 @dataclass(frozen=True)
@@ -174,30 +174,69 @@ def render_latex(tables: Sequence[Table]) -> str:
 _HTML = _Style(lambda s: f"<b>{s}</b>", html.escape, lambda s: f" <small>[{s}]</small>")
 
 
+def _sort_value(cell: Cell, col: Column) -> str:
+    """What a column sorts on in the browser: the raw number (as in the CSV), a text cell's text,
+    '' when missing (sorted last)."""
+    value = cell.text if col.role == "text" else cell.delta if col.role == "delta" else cell.value
+    return "" if value is None else value if isinstance(value, str) else _csv_number(value)
+
+
+def _first_order(col: Column) -> str:
+    """A header's first sort direction in the browser: best first for numbers, A-Z for text."""
+    return "asc" if col.role == "text" or (col.role in ("metric", "delta") and bool(col.metric) and lower_is_better(col.metric)) else "desc"
+
+
+def _attrs(attrs: dict[str, str]) -> str:
+    return "".join(f' {k}="{html.escape(str(v))}"' for k, v in attrs.items() if v not in (None, ""))
+
+
+def html_table(table: Table, row_attrs: Callable[[Row], dict[str, str]] | None = None) -> list[str]:
+    """One section as HTML lines: title, headline, a ``<table>`` with spanning column groups, notes.
+
+    With ``row_attrs`` (the interactive report, ``reporting.html_report``) the same texts are marked
+    up to be sorted and filtered in the browser: header cells carry ``data-col`` and, where they
+    have them, ``data-metric`` / ``data-group``; body cells ``data-v``, the raw number they sort on;
+    rows ``row_attrs(row)``; and a repeat of a merged column (blank in every format) keeps its text
+    with ``class="rep"`` (shown only once the table is sorted)."""
+    esc, rich, cols = html.escape, row_attrs is not None, table.columns
+    out = [f"<h3>{esc(table.title)}</h3>"]
+    if table.headline:
+        out.append(f"<p><b>{esc(table.headline)}</b></p>" if table.headline_bold else f"<p>{esc(table.headline)}</p>")
+    out += ['<table class="eb-table">' if rich else "<table>", "<thead>"]
+    runs = _column_groups(cols)
+    if any(g for g, _, _ in runs):
+        out.append("<tr>" + "".join((f'<th colspan="{b - a + 1}"' + (_attrs({"class": "grp", "data-group": g, "data-first": a}) if rich else "")
+                                     + f">{esc(g)}</th>") if g else "<th></th>" * (b - a + 1) for g, a, b in runs) + "</tr>")
+    heads = [_attrs({"data-col": j, "data-metric": c.metric or "", "data-group": c.group, "data-kind": c.role, "data-order": _first_order(c)})
+             if rich else "" for j, c in enumerate(cols)]
+    out += ["<tr>" + "".join(f"<th{a}>{esc(c.label)}</th>" for a, c in zip(heads, cols)) + "</tr>", "</thead>", "<tbody>"]
+    for row, t in zip(table.rows, _texts(table, _HTML)):
+        if t is None:
+            out.append(("<tr class=\"grp\">" if rich else "<tr>") + f'<td colspan="{len(cols)}"><i>{esc(row.header)}</i></td></tr>')
+            continue
+        tds = []
+        for j, (x, c, cell) in enumerate(zip(t, cols, row.cells)):
+            attrs = {"class": "" if c.role == "text" else "num"}
+            if rich:
+                if c.merge and x == "" and cell.text:
+                    attrs["class"], x = "rep", esc(cell.text)
+                attrs["data-v"] = _sort_value(cell, c)
+            tds.append(f"<td{_attrs(attrs)}>{x}</td>")
+        out.append(f"<tr{_attrs(row_attrs(row)) if rich else ''}>" + "".join(tds) + "</tr>")
+    out += ["</tbody>", "</table>"]
+    if table.notes:
+        out += ["<ul>"] + [f"<li>{esc(n)}</li>" for n in table.notes] + ["</ul>"]
+    return out
+
+
 def render_html(tables: Sequence[Table]) -> str:
-    """A standalone HTML page, a ``<table>`` per section with spanning task headers."""
-    esc = html.escape
+    """A standalone HTML page, a ``<table>`` per section with spanning task headers (the
+    interactive one-file report over every layout is ``reporting.html_report``)."""
     out = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8"><title>EquiBench report</title>',
            "<style>table{border-collapse:collapse;margin:1em 0}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
            "td.num{text-align:right}th{text-align:center}small{color:#666}</style>", "</head><body>"]
     for table in tables:
-        cols = table.columns
-        out.append(f"<h3>{esc(table.title)}</h3>")
-        if table.headline:
-            out.append(f"<p><b>{esc(table.headline)}</b></p>" if table.headline_bold else f"<p>{esc(table.headline)}</p>")
-        out += ["<table>", "<thead>"]
-        runs = _column_groups(cols)
-        if any(g for g, _, _ in runs):
-            out.append("<tr>" + "".join(f'<th colspan="{b - a + 1}">{esc(g)}</th>' if g else "<th></th>" * (b - a + 1) for g, a, b in runs) + "</tr>")
-        out += ["<tr>" + "".join(f"<th>{esc(c.label)}</th>" for c in cols) + "</tr>", "</thead>", "<tbody>"]
-        for row, t in zip(table.rows, _texts(table, _HTML)):
-            if t is None:
-                out.append(f'<tr><td colspan="{len(cols)}"><i>{esc(row.header)}</i></td></tr>')
-            else:
-                out.append("<tr>" + "".join(f"<td>{x}</td>" if c.role == "text" else f'<td class="num">{x}</td>' for x, c in zip(t, cols)) + "</tr>")
-        out += ["</tbody>", "</table>"]
-        if table.notes:
-            out += ["<ul>"] + [f"<li>{esc(n)}</li>" for n in table.notes] + ["</ul>"]
+        out += html_table(table)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

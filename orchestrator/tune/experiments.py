@@ -11,11 +11,13 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import ray
 from ray import tune
 
+from orchestrator.progress import _fmt_s
 from orchestrator.tune.cells import Cell, experiment_name, trial_key
 from orchestrator.tune.section import TuneSection
 from orchestrator.tune.trainable import TrialJob, run_trial
@@ -29,11 +31,59 @@ CHECKPOINT_PERIOD_S = "2"
 DONE_FILE = "equibench-done.json"
 
 
+class TrialClock:
+    """Trials finished in the whole search (every experiment) and an ETA for the rest, from the
+    time per trial finished in this process (trials overlap, so this is their throughput)."""
+
+    def __init__(self):
+        self.start(0)
+
+    def start(self, total: int, done: int = 0) -> None:
+        """A search of ``total`` Tune trials, ``done`` of them in experiments finished before."""
+        self.total, self.base, self.seen, self.t0 = total, done, 0, time.monotonic()
+
+    def experiment_done(self, n_trials: int) -> None:
+        self.base += n_trials
+
+    def trial_done(self, done_in_experiment: int) -> str:
+        """``"trial k/N, ETA 1m05s"`` after a trial of the running experiment finished."""
+        self.seen += 1
+        k = self.base + done_in_experiment
+        k = min(k, self.total) if self.total else k
+        eta = (time.monotonic() - self.t0) / self.seen * max(self.total - k, 0)
+        return f"trial {k}/{self.total or '?'}, ETA {_fmt_s(eta) if self.total else '?'}"
+
+
+#: The search's trial clock, in the driver's process. Callbacks read it when they fire (not when
+#: made): Tune pickles them with an experiment's state, and a restored one must count the same trials.
+CLOCK = TrialClock()
+
+
+def _finished_in(trials, current) -> int:
+    """Trials of an experiment already finished, ``current`` included (Tune marks it after the callback)."""
+    return len({t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | {current.trial_id})
+
+
 class _ProgressCallback(tune.Callback):
-    """One line per reported chunk and per trial error (Tune's own tables are silenced)."""
+    """One line per reported chunk, per finished trial (how it ended, trial k/N of the search and an
+    ETA) and per trial error (Tune's own tables are silenced)."""
 
     def __init__(self, label: str, n_chunks: int, metric: str, quiet: bool):
         self.label, self.n_chunks, self.metric, self.quiet = label, n_chunks, metric, quiet
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        progress = CLOCK.trial_done(_finished_in(trials, trial))
+        if self.quiet:
+            return
+        last = trial.last_result or {}
+        chunk, status = last.get("chunk"), last.get("status")
+        if status not in (None, "ok"):
+            how = f"stopped on a {status} row (penalised)"
+        elif chunk is not None and chunk < self.n_chunks:
+            how = f"stopped early by ASHA after chunk {chunk}/{self.n_chunks}"
+        else:
+            how = "complete"
+        print(f"[{self.label}] {trial.trial_id} done: {self.metric} {fmt(last.get('mean'))}, {how}; {progress}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.quiet:
@@ -141,7 +191,9 @@ def run_experiment(ts, cell: Cell, variant: str, job: TrialJob, tune_dir: Path, 
     exp_dir = tune_dir / experiment_name(variant, cell)
     done = exp_dir / DONE_FILE
     if done.exists():
-        return json.loads(done.read_text())["trials"]
+        trials = json.loads(done.read_text())["trials"]
+        CLOCK.experiment_done(len(trials))
+        return trials
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job), _trial_resources())
     if resume and tune.Tuner.can_restore(str(exp_dir)):
         if not quiet:
@@ -152,6 +204,7 @@ def run_experiment(ts, cell: Cell, variant: str, job: TrialJob, tune_dir: Path, 
             shutil.rmtree(exp_dir)
         tuner = _new_tuner(ts, cell, variant, trainable, exp_dir, max_concurrent, quiet)
     trials = _trial_records(tuner.fit())
+    CLOCK.experiment_done(len(trials))
     for rec in trials:
         if rec["trial_key"] is None and rec["tune_trial_id"]:
             rec["trial_key"] = trial_key(variant, cell.slug, rec["tune_trial_id"])

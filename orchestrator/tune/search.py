@@ -22,7 +22,7 @@ from orchestrator import cluster as _cluster
 from orchestrator import store
 from orchestrator.tune.analysis import analyse
 from orchestrator.tune.cells import Cell, experiment_name, fixed_key, make_cells
-from orchestrator.tune.experiments import CHECKPOINT_PERIOD_S, DONE_FILE, run_experiment, tune_env
+from orchestrator.tune.experiments import CHECKPOINT_PERIOD_S, CLOCK, DONE_FILE, run_experiment, tune_env
 from orchestrator.tune.pool import WorkerPool
 from orchestrator.tune.trainable import TrialJob, trial_context, trial_units
 from orchestrator.tune.trial_store import stored_trial_rows
@@ -79,8 +79,11 @@ def run_search(ts: TuneSpec, store_dir, out_dir, *, resume: bool = False, addres
     _start_state(ts, tune_dir, resume)
     cells = make_cells(ts)
     planned = sum(c.n_trials(ts.tune) * len(ts.tuning_ids) * (len(ts.variants) if c.searched else 1) for c in cells)
-    store.register_run(store_dir, ts.run_id, ts.canonical(), planned, run_kind="tune",
-                       n_configs=sum(c.n_trials(ts.tune) for c in cells), n_samples=len(ts.tuning_ids))
+    # n_trials / variants / finished_at let `equibench status` tell ASHA-stopped trials from unfinished work
+    record = dict(run_kind="tune", n_configs=sum(c.n_trials(ts.tune) for c in cells), n_samples=len(ts.tuning_ids),
+                  n_trials=sum(c.n_trials(ts.tune) * (len(ts.variants) if c.searched else 1) for c in cells),
+                  variants=list(ts.variants))
+    store.register_run(store_dir, ts.run_id, ts.canonical(), planned, **record, finished_at=None)
     fixed = {c.slug: fixed_key(c) for c in cells if not c.searched}
     fixed_units = _fixed_units(ts, cells, store_dir)
     searches = [(v, c) for v in ts.variants for c in cells if c.searched]
@@ -101,6 +104,7 @@ def run_search(ts: TuneSpec, store_dir, out_dir, *, resume: bool = False, addres
     summary["writer"] = writer
     summary["wall_s"] = round(time.perf_counter() - t0, 2)
     files = write_outputs(ts, cells, summary, out_dir)
+    store.register_run(store_dir, ts.run_id, ts.canonical(), planned, **record, finished_at=now())
     return TuneResult(ts.run_id, out_dir, summary, files, summary["wall_s"])
 
 
@@ -121,6 +125,7 @@ def _compute(ts: TuneSpec, fixed_units: list, searches: list, experiments: dict,
         if fixed_units and not quiet:
             print(f"[{ts.run_id}] evaluated the fixed cells on {len(ts.tuning_ids)} tuning images", flush=True)
         max_concurrent = ts.tune.max_concurrent or len(pool.workers)
+        CLOCK.start(sum(cell.n_trials(ts.tune) for _, cell in searches))  # "trial k/N, ETA" lines
         with tune_env(TUNE_GLOBAL_CHECKPOINT_S=CHECKPOINT_PERIOD_S, RAY_AIR_NEW_OUTPUT="0"):
             for variant, cell in searches:
                 job = TrialJob(ts.run_id, variant, cell, ts.chunks, ts.sweep.batch_size, ts.metric, ts.mode,

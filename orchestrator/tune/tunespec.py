@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import yaml
 from pydantic import ValidationError
@@ -79,7 +79,8 @@ class TuneSpec:
 
     @property
     def fingerprint(self) -> str:
-        return _grid.stable_hash(self.canonical(), 16)
+        """The search's identity: the resolved spec (how overrides were written does not count)."""
+        return _grid.stable_hash({k: v for k, v in self.canonical().items() if k != "overrides"}, 16)
 
 
 def _read_source(source) -> tuple[dict, Optional[str]]:
@@ -101,10 +102,16 @@ def _read_source(source) -> tuple[dict, Optional[str]]:
     return data, name
 
 
-def load(source: Union[dict, str, Path], backend: Optional[str] = None) -> TuneSpec:
+def load(source: Union[dict, str, Path], backend: Optional[str] = None, overrides: Sequence[str] = ()) -> TuneSpec:
     """A validated :class:`TuneSpec` from a dict, a YAML path or YAML text; ``SpecError`` (every
-    problem of the sweep part and of the ``tune:`` section at once) otherwise."""
+    problem of the sweep part and of the ``tune:`` section at once) otherwise. ``overrides``:
+    command-line ``KEY=VALUE`` strings (``orchestrator.overrides``; ``tune.*`` keys included)."""
     data, name = _read_source(source)
+    if overrides:
+        from orchestrator.overrides import apply
+
+        data = apply(data, overrides, SweepSpec, extra={"tune": TuneSection})
+    where = f"{name or '<spec>'} + overrides" if overrides else name  # errors may come from an override
     errors: list[tuple[str, str]] = []
     raw = data.pop("tune", None)
     section = None
@@ -117,11 +124,11 @@ def load(source: Union[dict, str, Path], backend: Optional[str] = None) -> TuneS
             errors += [(f"tune.{f}" if f != "<spec>" else "tune", m) for f, m in spec_mod._format_pydantic(exc)]
     sweep = None
     try:
-        sweep = spec_mod.parse(data, backend=backend, source=name)
+        sweep = spec_mod.parse(data, backend=backend, source=where)
     except SpecError as exc:
         errors = list(exc.errors) + errors
     if sweep is not None and section is not None:
         errors += check(sweep, section, backend)
     if errors:
-        raise SpecError(errors, name)
-    return TuneSpec(sweep, section, backend, name)
+        raise SpecError(errors, where)
+    return TuneSpec(sweep.with_overrides(overrides), section, backend, name)

@@ -90,6 +90,18 @@ def existing_out(store, tmp):
     (Path(tmp) / "exists.csv").write_text("old")
 
 
+def some_images(store, tmp):
+    """Saved reconstructions of samples 0-2 for the stored run (the golden store has none)."""
+    import numpy as np
+
+    from orchestrator import store as st
+
+    rows = st.load(store, run="smoke", columns=["config_id", "sample_id"])
+    cid = sorted(rows["config_id"])[0]
+    img = np.zeros((3, 4, 4), dtype=np.float32)
+    st.save_images(store, "smoke", "u0", {"x_hat": {f"{cid}:{s}": img for s in (0, 1, 2)}, "x_true": {s: img for s in (0, 1, 2)}})
+
+
 def read_only(monkeypatch):
     """Root ignores permission bits: simulate a read-only file system for the store's writers."""
     import orchestrator.store_files as sf
@@ -251,6 +263,44 @@ CASES: dict[str, list[Case]] = {
         Case("diverged_is_a_result", RUN + ["--dry-run"], "to compute: 0 rows", rc=0, where="out"),
         Case("retry_diverged_plans_them", RUN + ["--dry-run", "--retry-diverged"], "to compute: 1 rows", rc=0, where="out"),
         Case("status_counts_diverged_done", ["status", "--store", "{store}"], "9/9 (100%)", rc=0, where="out"),
+    ],
+    "overrides": [  # KEY=VALUE after the spec, or --set KEY=VALUE (orchestrator/overrides.py)
+        Case("override_unknown_key", RUN + ["nosuchkey=1"],
+             "override 'nosuchkey=1': unknown key 'nosuchkey' in the spec; allowed: batch_size, "),
+        Case("override_unknown_nested_key", RUN + ["dataset.cout=4"],
+             "unknown key 'cout' in dataset; allowed: count, ids, name, split"),
+        Case("override_index_out_of_range", RUN + ["solvers.3.num_steps=2"],
+             "index 3 out of range: solvers has 1 entry (indices 0..0)"),
+        Case("override_no_equals", RUN + ["solvers.0.num_steps"], "override 'solvers.0.num_steps': no '='"),
+        Case("override_through_scalar", RUN + ["batch_size.size=2"],
+             "batch_size is 4 (an int), not a mapping or a list"),
+        Case("override_list_by_name", RUN + ["--set", "solvers.num_steps=2"],
+             "solvers is a list of 1: index it by number (e.g. solvers.0)"),
+        Case("override_bad_yaml", ["plan", "{good}", "tasks=[{{operator: fake_mask", "--backend", FAKE],
+             "is not valid YAML"),
+        Case("override_twice", RUN + ["seeds=[0]", "--set", "seeds=[1]"], "seeds is set twice (also by 'seeds=[0]')"),
+        Case("override_invalid_value", RUN + ["batch_size=0"], "+ overrides: batch_size: Input should be greater"),
+        Case("override_spec_after_override", ["plan", "seeds=[1]", "{good}", "--backend", FAKE],
+             "the spec comes first"),
+        Case("override_changes_grid_same_name", RUN + ["dataset.count=4"],
+             "with the overrides dataset.count=4 gives 3 configs x 4 samples"),
+        Case("override_changes_grid_hint", RUN + ["dataset.count=4"], "add the override name=smoke-2 for a new run"),
+        Case("override_plan_warns_identity", ["plan", "{good}", "dataset.count=4", "--store", "{store}", "--backend", FAKE],
+             "`equibench run` would refuse it", rc=0, where="out"),
+        Case("override_tune_section_key", ["tune", "{good}", "tune.nope=1", "--out", "{tmp}/t", "--backend", FAKE],
+             "unknown key 'nope' in tune; allowed:"),
+    ],
+    "report": [
+        Case("report_sample_ids_not_stored", ["report", "--store", "{store}", "--out", "{tmp}/rep", "--figures",
+                                              "qualitative", "--sample-ids", "999"],
+             "--sample-ids 999: no saved images for sample id 999; stored: 0-2", setup=some_images),
+        Case("report_sample_ids_some_missing", ["report", "--store", "{store}", "--out", "{tmp}/rep", "--figures",
+                                                "--sample-ids", "1", "7", "8"],
+             "no saved images for sample ids 7-8; stored: 0-2", setup=some_images),
+        Case("report_sample_ids_no_images", ["report", "--store", "{store}", "--out", "{tmp}/rep", "--figures",
+                                             "qualitative", "--sample-ids", "0"], "the store holds no saved images"),
+        Case("report_sample_ids_without_figure", ["report", "--store", "{store}", "--out", "{tmp}/rep", "--sample-ids", "0"],
+             "add --figures qualitative"),
     ],
 }
 
