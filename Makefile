@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-faults test-all bench train-embedded smoke clean tune-steps calibrate
+.PHONY: venv demo test test-faults test-bench test-all bench train-embedded smoke clean tune-steps calibrate
 
 venv: $(STAMP)
 
@@ -31,6 +31,9 @@ test: $(STAMP)
 
 test-faults: $(STAMP)
 	$(PY) -m pytest -q -m "faults" -p no:cacheprovider
+
+test-bench: $(STAMP)
+	$(PY) -m pytest -q tests/test_benchmarks_quick.py -p no:cacheprovider
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -146,9 +146,13 @@ def solve(name, prior, batch, num_steps, regularizer=None, options=None):
         with open(Path(opts["log_dir"]) / f"solves-{os.getpid()}.log", "a") as fh:
             fh.write(f"{batch.y.shape[0]}\n")
     marker = opts["crash_marker"]
-    if marker and os.path.exists(marker):
-        os.remove(marker)
-        os._exit(1)  # the actor process dies mid-unit
+    if marker:
+        try:
+            os.remove(marker)  # atomic claim: of two actors starting at once, one removes it and dies
+        except FileNotFoundError:
+            pass
+        else:
+            os._exit(1)  # the actor process dies mid-unit
     if opts["sleep"]:
         time.sleep(float(opts["sleep"]))
     if opts["raise_msg"]:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# three minutes of subprocesses and Ray: `make test-bench` (run by .ci/run) and `make test-all`
+pytestmark = pytest.mark.slow
 
 FLOAT_KEYS = ("grid_batching_speedup", "resident_vs_reload_speedup", "orchestration_efficiency_1actor",
               "orchestration_efficiency_2actors", "store_groupby_seconds_1m", "unet_fraction_of_matmul_peak")

@@ -141,11 +141,13 @@ def assert_grid_exact(store_dir, spec, *, diverged: set = frozenset()) -> pd.Dat
 class Hook(Progress):
     """A quiet Progress that calls ``on_unit(units_stored)`` after each stored unit (in the driver's
     loop, so faults land at exact points of the sweep) and raises ``SweepStalled`` from ``tick``
-    (called about once a second while the driver waits) when no unit was stored for ``stall_s``."""
+    (called about once a second while the driver waits) when no unit was stored for ``stall_s``.
+    Before the first unit the limit is ``start_s``: actors import torch and load models first, which
+    takes tens of seconds on a loaded 2-core machine and is not a stall."""
 
-    def __init__(self, run_id, on_unit=None, stall_s: float = STALL_S):
+    def __init__(self, run_id, on_unit=None, stall_s: float = STALL_S, start_s: float = 180.0):
         super().__init__(run_id, 0, 0, quiet=True)
-        self.on_unit, self.stall_s = on_unit, stall_s
+        self.on_unit, self.stall_s, self.start_s = on_unit, stall_s, start_s
         self.last_unit = time.monotonic()
 
     def unit_done(self, n_rows, n_failed, n_diverged):
@@ -156,7 +158,8 @@ class Hook(Progress):
 
     def tick(self, force: bool = False):
         idle = time.monotonic() - self.last_unit
-        if self.stall_s is not None and idle > self.stall_s:
+        limit = self.stall_s if self.units else max(self.start_s, self.stall_s or 0.0)
+        if self.stall_s is not None and idle > limit:
             raise SweepStalled(f"[{self.run_id}] no unit stored for {idle:.0f}s ({self.units} stored)")
 
 
