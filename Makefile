@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-faults test-bench test-all bench train-embedded smoke clean tune-steps calibrate
+.PHONY: venv demo test test-faults test-bench test-all bench train-embedded smoke clean tune-steps calibrate calibration
 
 venv: $(STAMP)
 
@@ -53,6 +53,13 @@ tune-steps: $(STAMP)
 calibrate: $(STAMP)
 	$(EQB) run configs/calibrate-lambda.yaml --store runs/calibrate
 	$(EQB) calibrate --store runs/calibrate --run calibrate-lambda --out report/calibrate-lambda
+
+# Posterior calibration on the exact-posterior world (mog8): every solver x {none, Equi, EquiCon} x 3
+# steps x 2 linear tasks x 8 measurements x 128 samples, scored against the exact posterior.
+calibration: $(STAMP)
+	rm -rf runs/calibration
+	$(EQB) run configs/calibration.yaml --store runs/calibration
+	$(EQB) report --store runs/calibration --layout calibration --format md csv --out report/calibration
 
 train-embedded: $(STAMP)
 	$(EQB) train-embedded --parallel

@@ -37,9 +37,11 @@ from pathlib import Path
 
 from benchmarks import common as C
 
-FULL = dict(images=16, lambdas=4, steps=8, batch_size=16, reps=2, threads=1, fixed_cost=True)
+#: the issue's target: >= 0.95 at 1 and 2 actors on a sweep of >= 5 minutes (about 340 s of bare
+#: compute on an idle 2-core machine; one repetition: the sides take ~15 minutes together)
+FULL = dict(images=64, lambdas=4, steps=40, batch_size=16, reps=1, threads=1, fixed_cost=True)
 QUICK = dict(images=2, lambdas=2, steps=1, batch_size=2, reps=1, threads=1, fixed_cost=False)
-TARGET_1 = 0.90
+TARGET = 0.95
 LAMBDAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 0.01, 30.0)
 
 
@@ -60,9 +62,9 @@ def spec_dict(name: str, *, images: int, lambdas: int, steps: int, batch_size: i
     }
 
 
-def sweep_backend() -> str | None:
-    """``None`` (the real science) once trained weights exist, else the random-init stand-in."""
-    return None if C.trained_weights_present() else C.BACKEND
+def sweep_plugins() -> list[str]:
+    """A sweep's ``plugins``: none once trained weights exist, else the random-init stand-in's."""
+    return [] if C.trained_weights_present() else [C.PLUGIN]
 
 
 def start_ray() -> float | None:
@@ -107,14 +109,14 @@ def bare_loop(prior, units, *, autoencoder, threads: int) -> dict:
     return {"solve_s": solve_s, "loop_s": time.perf_counter() - t0}
 
 
-def sweep_once(spec, num_actors: int, backend: str | None, root: Path) -> dict:
+def sweep_once(spec, num_actors: int, root: Path) -> dict:
     """One ``run_sweep`` into a fresh store; wall time and the per-unit decomposition."""
     from orchestrator import store
     from orchestrator.driver import run_sweep
 
     store_dir = Path(tempfile.mkdtemp(prefix=f"a{num_actors}-", dir=root))
     t0 = time.perf_counter()
-    res = run_sweep(spec, store_dir, num_actors=num_actors, backend=backend, quiet=True)
+    res = run_sweep(spec, store_dir, num_actors=num_actors, quiet=True)
     wall = time.perf_counter() - t0
     df = store.load(store_dir, columns=["unit_id", "wall_s", "status"])
     unit_s = float(df.groupby("unit_id")["wall_s"].sum().sum())
@@ -149,15 +151,15 @@ def run(quick: bool = False, **sizes) -> dict:
     from orchestrator import grid, plan
     from orchestrator import spec as spec_mod
 
-    backend = sweep_backend()
+    plugins = sweep_plugins()
     prior, ae, weights = C.pixel_world()
     sizes_of = dict(lambdas=cfg["lambdas"], steps=cfg["steps"], batch_size=cfg["batch_size"], threads=cfg["threads"])
-    spec = spec_mod.parse(spec_dict("bench-orchestration", images=cfg["images"], **sizes_of), backend=backend)
+    spec = spec_mod.parse({**spec_dict("bench-orchestration", images=cfg["images"], **sizes_of), "plugins": plugins})
     # the one-row sweep (same everything, 1 image x 1 lambda x 1 step) isolates the fixed cost
-    tiny = spec_mod.parse(spec_dict("bench-orchestration-tiny", images=1, **{**sizes_of, "lambdas": 1, "steps": 1}),
-                          backend=backend)
-    units = plan.plan(grid.expand(spec, backend), grid.sample_ids(spec), spec.batch_size)
-    tiny_units = plan.plan(grid.expand(tiny, backend), grid.sample_ids(tiny), tiny.batch_size)
+    tiny = spec_mod.parse({**spec_dict("bench-orchestration-tiny", images=1, **{**sizes_of, "lambdas": 1, "steps": 1}),
+                           "plugins": plugins})
+    units = plan.plan(grid.expand(spec), grid.sample_ids(spec), spec.batch_size)
+    tiny_units = plan.plan(grid.expand(tiny), grid.sample_ids(tiny), tiny.batch_size)
     n_rows = sum(u.size for u in units)
     ray_started_here = not ray.is_initialized()
     ray_init_s = start_ray()
@@ -166,13 +168,13 @@ def run(quick: bool = False, **sizes) -> dict:
     try:
         sides = {
             "bare": lambda: reps["bare"].append(bare_loop(prior, units, autoencoder=ae, threads=cfg["threads"])),
-            "sweep1": lambda: reps["sweep1"].append(sweep_once(spec, 1, backend, tmp)),
-            "sweep2": lambda: reps["sweep2"].append(sweep_once(spec, 2, backend, tmp)),
+            "sweep1": lambda: reps["sweep1"].append(sweep_once(spec, 1, tmp)),
+            "sweep2": lambda: reps["sweep2"].append(sweep_once(spec, 2, tmp)),
         }
         if cfg.get("fixed_cost", True):
             sides["bare_tiny"] = lambda: reps["bare_tiny"].append(
                 bare_loop(prior, tiny_units, autoencoder=ae, threads=cfg["threads"]))
-            sides["sweep1_tiny"] = lambda: reps["sweep1_tiny"].append(sweep_once(tiny, 1, backend, tmp))
+            sides["sweep1_tiny"] = lambda: reps["sweep1_tiny"].append(sweep_once(tiny, 1, tmp))
         C.interleave(sides, reps=cfg["reps"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -198,7 +200,7 @@ def run(quick: bool = False, **sizes) -> dict:
     notes = [
         f"{n_rows} rows = {cfg['lambdas']} lambdas x {cfg['images']} images, DPS + Equi, {cfg['steps']} steps, "
         f"{len(units)} units of <= {cfg['batch_size']} rows, {cfg['threads']} torch thread(s) per process; weights: {weights}; "
-        f"backend: {backend or 'real'}.",
+        f"plugins: {', '.join(plugins) or 'none'}.",
         "efficiency_1actor = bare solve() time / sweep wall (1 actor); efficiency_2actors = bare / (2 x wall(2 actors)); "
         f"medians of per-repetition ratios; Ray already running ({init_txt}).",
         f"1 actor: {w1_m:.1f} s wall = {unit1:.1f} s inside run_unit (solve + batch building + metrics + first-unit "
@@ -216,8 +218,8 @@ def run(quick: bool = False, **sizes) -> dict:
                else "at this marginal efficiency no sweep length reaches 90%."))
     if not ok:
         notes.append("WARNING: not every sweep stored all rows ok: " + str([r["errors"] for r in sweeps]))
-    if eff1 < TARGET_1 and not quick:
-        notes.append(f"Target missed at 1 actor on this {bare_m:.0f} s sweep: the fixed cost outside the solver "
+    if min(eff1, eff2) < TARGET and not quick:
+        notes.append(f"Target {TARGET:.0%} missed (1 actor {eff1:.1%}, 2 actors {eff2:.1%}) on this {bare_m:.0f} s sweep: the fixed cost outside the solver "
                      f"(~{w1_m - bare_m:.1f} s in all) is not amortised; see the fixed/marginal split above for the "
                      "sweep length at which it would be.")
     measured = [
@@ -245,9 +247,10 @@ def run(quick: bool = False, **sizes) -> dict:
         metrics={"orchestration_efficiency_1actor": round(eff1, 4), "orchestration_efficiency_2actors": round(eff2, 4),
                  "orchestration_marginal_efficiency_1actor": None if model["marginal_efficiency"] is None
                  else round(model["marginal_efficiency"], 4)},
-        checks=[C.check("orchestration_efficiency_1actor", round(eff1, 4), TARGET_1)],
+        checks=[C.check("orchestration_efficiency_1actor", round(eff1, 4), TARGET),
+                C.check("orchestration_efficiency_2actors", round(eff2, 4), TARGET)],
         measured=measured,
-        details={"sizes": cfg, "rows": n_rows, "units": len(units), "weights": weights, "backend": backend,
+        details={"sizes": cfg, "rows": n_rows, "units": len(units), "weights": weights, "plugins": plugins,
                  "ray_init_s": ray_init_s, "fixed_cost_model": model, "reps": reps, "all_rows_ok": ok,
                  "load_average": C.load_average()},
         notes=notes, seconds=time.perf_counter() - t0, quick=quick)

@@ -94,11 +94,9 @@ def per_config_specs(spec: dict) -> list[dict]:
     return out
 
 
-def _cli(spec_file: Path, store_dir: Path, backend: str | None, log) -> float:
+def _cli(spec_file: Path, store_dir: Path, log) -> float:
     """Wall seconds of ``equibench run spec --store --actors 1 --quiet`` in a fresh process."""
     cmd = [C.PYTHON, "-m", "orchestrator.cli", "run", str(spec_file), "--store", str(store_dir), "--actors", "1", "--quiet"]
-    if backend:
-        cmd += ["--backend", backend]
     env = C.python_env()
     env.setdefault("RAY_ADDRESS", "local")  # each process starts its own local Ray, as a user's would
     t0 = time.perf_counter()
@@ -131,7 +129,7 @@ def _config_images(store_dir: Path, run_id: str, config_id: str, samples):
     return np.stack([imgs["x_hat"][k] for k, _ in keys]), np.stack([imgs["x_true"][s] for _, s in keys])
 
 
-def inprocess_reload(spec_dicts: list[dict], store_dir: Path, backend: str | None) -> None:
+def inprocess_reload(spec_dicts: list[dict], store_dir: Path) -> None:
     """The hydra-multirun-like loop: per config, new models (a fresh WorkerCore), its units, its sets."""
     from orchestrator import grid, plan, store
     from orchestrator import spec as spec_mod
@@ -141,13 +139,13 @@ def inprocess_reload(spec_dicts: list[dict], store_dir: Path, backend: str | Non
 
     version = code_version()
     for d in spec_dicts:
-        spec = spec_mod.parse(d, backend=backend)
-        core = WorkerCore(backend=backend, threads=spec.resources.threads, metric_weights=dict(spec.metric_weights),
+        spec = spec_mod.parse(d)
+        core = WorkerCore(plugins=spec.plugins, threads=spec.resources.threads, metric_weights=dict(spec.metric_weights),
                           name="reload")
         want_sets = [m for m in spec.metrics if m in SET_METRICS]
         context = {"run_id": spec.name, "run_kind": "sweep", "code_version": version, "metrics": list(spec.metrics),
                    **store.image_context(spec, grid.sample_ids(spec))}  # as the driver: set metrics keep every image
-        configs = grid.expand(spec, backend)
+        configs = grid.expand(spec)
         store.register_run(store_dir, spec.name, spec.canonical(), len(configs) * len(grid.sample_ids(spec)))
         for unit in plan.plan(configs, grid.sample_ids(spec), spec.batch_size):
             res = core.run_unit(unit, context)
@@ -163,13 +161,13 @@ def inprocess_reload(spec_dicts: list[dict], store_dir: Path, backend: str | Non
         gc.collect()
 
 
-def resident_inprocess(spec_dict: dict, store_dir: Path, backend: str | None) -> None:
+def resident_inprocess(spec_dict: dict, store_dir: Path) -> None:
     """Quick mode's resident side: ``run_sweep`` in this process (Ray already running)."""
     from orchestrator import spec as spec_mod
     from orchestrator.driver import run_sweep
 
-    spec = spec_mod.parse(spec_dict, backend=backend)
-    res = run_sweep(spec, store_dir, num_actors=1, backend=backend, quiet=True)
+    spec = spec_mod.parse(spec_dict)
+    res = run_sweep(spec, store_dir, num_actors=1, quiet=True)
     if res.rows_failed:
         raise RuntimeError(f"resident sweep: {res.rows_failed} rows failed: {res.errors[:2]}")
 
@@ -189,11 +187,11 @@ def run(quick: bool = False, **sizes) -> dict:
     """Resident sweep vs reloading models per config (shell loop and in-process loop)."""
     t0 = time.perf_counter()
     cfg = {**(QUICK if quick else FULL), **sizes}
-    from benchmarks.bench_orchestration import start_ray, sweep_backend
+    from benchmarks.bench_orchestration import start_ray, sweep_plugins
 
-    backend = sweep_backend()
+    plugins = sweep_plugins()
     weights = C.embedded_root()[1]
-    spec = demo_slice("bench-resident", cfg["images"], cfg["steps"], cfg.get("max_configs"))
+    spec = {**demo_slice("bench-resident", cfg["images"], cfg["steps"], cfg.get("max_configs")), "plugins": plugins}
     singles = per_config_specs(spec)
     tmp = Path(tempfile.mkdtemp(prefix="equibench-reload-", dir=os.environ.get("BENCH_TMPDIR")))
     stores: dict[str, list[Path]] = {"resident": [], "shell": [], "inprocess": []}
@@ -210,17 +208,17 @@ def run(quick: bool = False, **sizes) -> dict:
 
         sides = {}
         if cfg["subprocess"]:
-            sides["resident"] = lambda: _cli(spec_file, fresh("resident"), backend, log)
-            sides["shell"] = lambda: [_cli(f, s, backend, log) for s in [fresh("shell")] for f in single_files]
+            sides["resident"] = lambda: _cli(spec_file, fresh("resident"), log)
+            sides["shell"] = lambda: [_cli(f, s, log) for s in [fresh("shell")] for f in single_files]
         else:
             import ray
 
             started_ray = not ray.is_initialized()
             start_ray()
-            sides["resident"] = lambda: resident_inprocess(spec, fresh("resident"), backend)
+            sides["resident"] = lambda: resident_inprocess(spec, fresh("resident"))
         times = C.interleave(sides, reps=cfg["reps"])
         if cfg["inprocess_reps"]:  # the cheapest reload; fewer repetitions keep `make bench` in budget
-            times["inprocess"] = C.repeat(lambda: inprocess_reload(singles, fresh("inprocess"), backend),
+            times["inprocess"] = C.repeat(lambda: inprocess_reload(singles, fresh("inprocess")),
                                           cfg["inprocess_reps"])
         # same rows on every side: compare PSNR of every (config, sample)
         ref = _psnr_by_key(stores["resident"][0])
@@ -265,7 +263,7 @@ def run(quick: bool = False, **sizes) -> dict:
         f"Sweep: {n_configs} configs ({', '.join(r.get('kind', 'none') for r in spec['regularizers'])} at the demo's "
         f"lambdas) x {cfg['images']} images = {n_rows} rows, DPS, {steps} steps, box inpainting, metrics "
         f"{spec['metrics']}, batch_size {spec['batch_size']}, 1 actor x {spec['resources'].get('threads', 1)} thread; "
-        f"weights: {weights}; backend: {backend or 'real'}.",
+        f"weights: {weights}; plugins: {', '.join(plugins) or 'none'}.",
         f"Headline = {'shell loop' if head_kind == 'shell' else 'in-process reload loop'} / resident wall time, "
         f"{cfg['reps']} interleaved repetitions (in-process loop: {cfg['inprocess_reps']}). Every side starts from nothing loaded; the resident and shell-loop sides "
         "include process start, imports and Ray start (once vs once per config).",
@@ -292,7 +290,7 @@ def run(quick: bool = False, **sizes) -> dict:
     return C.result(
         "resident_vs_reload", "Resident actors vs reloading models per config (demo slice, end to end)",
         metrics=metrics, checks=checks, measured=measured,
-        details={"sizes": cfg, "spec": spec, "configs": n_configs, "rows": n_rows, "weights": weights, "backend": backend,
+        details={"sizes": cfg, "spec": spec, "configs": n_configs, "rows": n_rows, "weights": weights, "plugins": plugins,
                  "times_s": {k: C.summary(v) for k, v in times.items()}, "same_keys": same_keys,
                  "cli_log_tail": log[-2:], "load_average": C.load_average()},
         notes=notes, seconds=time.perf_counter() - t0, quick=quick)

@@ -37,7 +37,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # torch.profiler: no CUDA-probe 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RANDOM_WEIGHTS_DIR = RESULTS_DIR / "tmp-random-weights"  # gitignored (benchmarks/results/tmp*/)
-BACKEND = "benchmarks.backend"  # the orchestrator backend module that knows about the fallback weights
+PLUGIN = "benchmarks.backend"  # the plugin (``orchestrator.plugins``) that points the embedded prior at the fallback weights
 #: Set by ``run_all``: a benchmark that started Ray in this process leaves it running for the next
 #: one (run_all shuts it down at the end); a benchmark run alone shuts down what it started.
 KEEP_RAY = False

@@ -72,9 +72,17 @@ class Group:
         first generator's device."""
         if not generators:
             raise ValueError("sample needs at least one generator")
-        pool = torch.tensor(self.pool)
-        picks = [int(torch.randint(len(pool), (1,), generator=g, device=g.device)) for g in generators]
-        return pool[picks].to(generators[0].device)
+        device = generators[0].device
+        pool = self._pool_on(device)
+        # the indices stay on the generators' device: no per-row read back to the host (a sync on CUDA)
+        picks = torch.cat([torch.randint(len(pool), (1,), generator=g, device=g.device).to(device) for g in generators])
+        return pool[picks]
+
+    def _pool_on(self, device: torch.device) -> torch.Tensor:
+        key = ("pool", self.sample_mode, device)
+        if key not in self._tables:
+            self._tables[key] = torch.tensor(self.pool, device=device)
+        return self._tables[key]
 
     # ------------------------------------------------------------------ actions
     def _table(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ unit's error is stored with its rows and printed by the driver, an actor that di
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import subprocess
@@ -103,35 +104,43 @@ def ensure_ray(address: str | None = None) -> bool:
 
 
 def auto_actors(spec: SweepSpec, n_units: int) -> int:
-    """As many actors as the cluster can hold (GPUs / num_gpus, or CPUs / threads), at most n_units."""
+    """As many actors as the cluster can hold, node by node and GPU by GPU (``orchestrator.placement``:
+    a fractional ``num_gpus`` never spans two GPUs, CPUs bound GPU actors too), at most n_units."""
     import ray
 
-    res = ray.cluster_resources()
+    from orchestrator import placement
+
     r = spec.resources
-    if r.num_gpus > 0:
-        n = int(res.get("GPU", 0) // r.num_gpus)
-    else:
-        n = int(res.get("CPU", 1) // max(r.threads, r.num_cpus))
+    n = placement.capacity(ray.nodes(), r.num_gpus, r.num_cpus, r.threads)
     return max(1, min(n, n_units))
 
 
-def start_actors(spec: SweepSpec, n: int, backend: str | None = None, name: str | None = None) -> list:
-    """``n`` Worker actors with the spec's resources (fractional CPUs/GPUs, explicit threads)."""
+def start_actors(spec: SweepSpec, n: int, name: str | None = None) -> list:
+    """``n`` Worker actors with the spec's resources (fractional CPUs/GPUs, explicit threads), each
+    importing the spec's and ``$EQUIBENCH_PLUGINS``' plugins in its setup (``orchestrator.plugins``)."""
+    from orchestrator import placement, plugins
     from orchestrator.worker import Worker
 
     r = spec.resources
+    names = plugins.requested(spec.plugins)
     return [
-        Worker.options(num_cpus=r.num_cpus, num_gpus=r.num_gpus).remote(
-            backend=backend, threads=r.threads, use_gpu=r.num_gpus > 0, metric_weights=dict(spec.metric_weights),
-            name=f"{name or spec.name}-{i}")
+        Worker.options(**placement.actor_options(r)).remote(
+            plugins=names, threads=r.threads, use_gpu=r.num_gpus > 0, metric_weights=dict(spec.metric_weights),
+            name=f"{name or spec.name}-{i}", compute=spec.compute.actor_options())
         for i in range(n)
     ]
 
 
+_OWN_PACKAGES = ("orchestrator", "solvers", "operators")
+
+
 def _category(name: str) -> type:
-    """The warning class named ``module.Qualname`` when its module is loaded here, else UserWarning."""
+    """The warning class named ``module.Qualname`` (imported when it is one of ours; another package's
+    class only when its module is already loaded here), else UserWarning."""
     module, _, qual = name.rpartition(".")
     obj = sys.modules.get(module)
+    if obj is None and module.split(".")[0] in _OWN_PACKAGES:  # our own warning classes: import their module
+        obj = importlib.import_module(module)
     for part in qual.split(".") if obj is not None else ():
         obj = getattr(obj, part, None)
     return obj if isinstance(obj, type) and issubclass(obj, Warning) else UserWarning

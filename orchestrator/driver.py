@@ -2,22 +2,23 @@
 
 1. Expand the grid and drop every (config, sample) already stored with status ok (resume).
 2. Plan the rest into WorkUnits (lambda-grid batches of <= batch_size rows).
-3. Start N ``Worker`` actors (fractional CPUs/GPUs from the spec) and keep each fed with up to
-   ``inflight_per_actor`` units; a ``ray.wait`` loop collects results as they finish.
+3. Start N ``Worker`` actors (fractional CPUs/GPUs from the spec); a ``scheduler.Scheduler`` keeps
+   each fed with up to ``inflight_per_actor`` calls and hands back the ones that finished.
 4. The driver is the single writer: each finished unit's rows go to its own Parquet file
    (atomic, deterministic name), images to an npz; then progress is updated.
 5. When all rows of a config have been attempted, its set metrics (FID/KID) are computed on an
    actor (null when the Inception weights are absent) and written to ``sets``.
 
-Failures: a dead actor is restarted by Ray and its call retried (``max_task_retries=-1``); a unit
-whose call raises (a bug outside the solver) is retried up to ``max_attempts`` times, then its rows
-are stored as ``failed`` with the error; a solver exception is already a ``failed`` unit result.
+Failures: a call whose actor died (killed, node lost) is rerun on a live actor while Ray restarts
+the dead one; a unit whose call raises (a bug outside the solver) is retried up to ``max_attempts``
+times, then its rows are stored as ``failed`` with the error; a solver exception is already a
+``failed`` unit result.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +27,15 @@ import numpy as np
 from orchestrator import grid as _grid
 from orchestrator import guards as _guards
 from orchestrator import plan as _plan
+from orchestrator import plugins as _plugins
+from orchestrator import posterior_sets as _posterior
 from orchestrator import run_identity as _identity
 from orchestrator import store
+from orchestrator.metrics import registry as _metric_registry
 from orchestrator.cluster import (REPO_ROOT, actor_died, auto_actors, code_version, ensure_ray, local_resources,  # noqa: F401
                                   reissue_warnings, start_actors)
 from orchestrator.progress import Progress
+from orchestrator.scheduler import CallKind, Done, NoLiveActor, Scheduler
 from orchestrator.spec import SET_METRICS, SweepSpec
 
 
@@ -72,12 +77,104 @@ def _config_images(store_dir, run_id: str, config_id: str):
 class _Sweep:
     """State of one driver run (kept in one place so ``run_sweep`` reads top to bottom)."""
 
-    def __init__(self, spec: SweepSpec, store_dir, backend, progress: Progress, context: dict, max_attempts: int,
+    def __init__(self, spec: SweepSpec, store_dir, progress: Progress, context: dict, max_attempts: int,
                  retry: dict | None = None):
-        self.spec, self.store_dir, self.backend = spec, Path(store_dir), backend
+        self.spec, self.store_dir = spec, Path(store_dir)
         self.progress, self.context, self.max_attempts = progress, context, max_attempts
         self.attempts: dict[str, int] = defaultdict(int)
         self.retry = dict(retry or {})  # old unit file -> diverged keys a retried unit replaces
+
+    def expect(self, by_id: dict, pending: dict, want_sets: list, n_samples: int, stop_after_units: int | None,
+               posterior: _posterior.PosteriorSets | None = None):
+        """What the run owes: the configs (``by_id``), rows pending per config (set metrics are due
+        when they reach 0), the set metrics wanted, the grid's sample count, and the posterior sets
+        (``posterior_sets``: per config and measurement, written as their last row is stored)."""
+        self.by_id, self.pending, self.want_sets, self.posterior = by_id, pending, want_sets, posterior
+        self.n_samples, self.stop_after_units = n_samples, stop_after_units
+
+    def run(self, sched: Scheduler, units: list, sets_todo: list, result: SweepResult) -> None:
+        """Feed ``sched`` until every unit and owed set metric is stored (or ``stop_after_units``)."""
+        self.sched, self.result, self.queue = sched, result, deque(units)
+        self.seen_warnings: set = set()  # the workers' warnings already printed (cluster.reissue_warnings)
+        for cid in sets_todo:
+            self.submit_sets(cid)
+        if self.posterior is not None:  # posterior sets whose rows a previous run stored
+            result.sets_written += self.posterior.write_ready()
+        self.submit_units()
+        while self.queue or sched.busy:
+            for done in sched.wait(timeout=1.0):
+                if done.call.kind is CallKind.SETS:
+                    self.on_sets(done)
+                elif self.on_unit(done):
+                    return
+            self.progress.tick()
+            self.submit_units()
+
+    def submit_units(self) -> None:
+        while self.queue and self.sched.has_room():
+            unit = self.queue.popleft()
+            self.attempts[unit.unit_id] += 1
+            self.sched.submit(CallKind.UNIT, unit, "run_unit", unit, self.context)
+
+    def submit_sets(self, cid: str) -> None:
+        xh, xt = _config_images(self.store_dir, self.spec.name, cid)
+        if xh is not None:
+            self.sched.submit(CallKind.SETS, (cid, len(xh)), "set_metrics", xh, xt, self.want_sets, limit=False)
+
+    def on_sets(self, done: Done) -> None:
+        cid, n = done.call.payload
+        if done.actor_died:
+            actor_died(done.error, self.seen_warnings)
+            self.submit_sets(cid)
+            return
+        got = {"error": f"{type(done.error).__name__}: {done.error}"} if done.error else done.value
+        reissue_warnings(got.pop("warnings", None), self.seen_warnings)
+        store.write_sets(self.store_dir, self.spec.name, cid,
+                         [_set_row(self.spec, self.by_id[cid], n, got, self.context, n == self.n_samples)],
+                         grid_hash=self.context.get("grid_hash"))
+        self.result.sets_written += 1
+
+    def on_unit(self, done: Done) -> bool:
+        """Store a finished unit (or requeue it); True when the run stops here (``stop_after_units``)."""
+        unit, result, progress = done.call.payload, self.result, self.progress
+        if done.actor_died:  # the actor died (node lost, killed): not the unit's fault, rerun it elsewhere
+            actor_died(done.error, self.seen_warnings)
+            self.attempts[unit.unit_id] -= 1
+            self.queue.appendleft(unit)
+            return False
+        if done.error is not None:  # the worker raised outside the solver (a bug, a lost object)
+            exc = done.error
+            if self.attempts[unit.unit_id] < self.max_attempts:
+                result.retries += 1
+                progress.retries += 1
+                progress.log(f"[{self.spec.name}] unit {unit.unit_id} raised ({type(exc).__name__}); retrying")
+                self.queue.appendleft(unit)
+                return False
+            res = self.failed_result(unit, f"{type(exc).__name__}: {exc}")
+            result.errors.append((unit.unit_id, str(exc)[-500:]))
+        else:
+            res = done.value
+            reissue_warnings(res.pop("warnings", None), self.seen_warnings)  # each distinct one once per sweep
+        ok, failed, diverged = self.store_unit(unit, res)
+        if self.posterior is not None:
+            result.sets_written += self.posterior.unit_stored(unit, res["rows"])
+        result.units_done += 1
+        result.rows_ok += ok
+        result.rows_failed += failed
+        result.rows_diverged += diverged
+        if failed:
+            err = next((r.get("error") for r in res["rows"] if r.get("error")), "")
+            progress.log(f"[{self.spec.name}] unit {unit.unit_id}: {failed} row(s) failed: "
+                         f"{str(err).splitlines()[0] if err else ''}")
+        progress.unit_done(len(res["rows"]), failed, diverged)
+        if self.stop_after_units is not None and result.units_done >= self.stop_after_units:
+            result.stopped_early = True
+            return True
+        for r in unit.rows:
+            self.pending[r.config_id] -= 1
+            if self.want_sets and self.pending[r.config_id] == 0:
+                self.submit_sets(r.config_id)
+        return False
 
     def store_unit(self, unit: _plan.WorkUnit, result: dict) -> tuple[int, int, int]:
         rows = result["rows"]
@@ -114,7 +211,7 @@ def _set_row(spec: SweepSpec, cfg: _grid.Config, n: int, got: dict, context: dic
         "run_id": spec.name, "run_kind": context.get("run_kind", "sweep"), "trial_id": context.get("trial_id"),
         "config_id": cfg.config_id, "solver": cols["solver"], "regularizer": cols["regularizer"], "lam": cols["lam"],
         "step_size": cols["step_size"], "task": cols["task"], "sigma_y": cols["sigma_y"], "num_steps": cols["num_steps"],
-        "n_images": n, "fid": got.get("fid"), "kid_mean": got.get("kid_mean"), "kid_std": got.get("kid_std"),
+        "n_images": n, **{c: got.get(c) for c in _metric_registry.columns("set")},  # fid, kid_mean, kid_std, ...
         "status": status, "error": got.get("error"), "computed_at": _dt.datetime.now(_dt.timezone.utc),
         "code_version": context.get("code_version"), "config_json": cols["config_json"],
     }
@@ -130,8 +227,7 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_actors: int | None = None,
-              backend: str | None = None, progress: Progress | None = None, quiet: bool = False,
-              inflight_per_actor: int = 2, max_attempts: int = 3, stop_after_units: int | None = None,
+              progress: Progress | None = None, quiet: bool = False, inflight_per_actor: int = 2, max_attempts: int = 3, stop_after_units: int | None = None,
               context: dict | None = None, actors: list | None = None, actor_wait_s: float = 600.0,
               force: bool = False, extend: bool = False, retry_diverged: bool = False,
               compact: bool | None = None) -> SweepResult:
@@ -150,7 +246,7 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
     progress_box: list = []
     try:
         return store.compact_after_sweep(spec, store_dir, _run_sweep(
-                          spec, store_dir, t0, progress_box, address=address, num_actors=num_actors, backend=backend,
+                          spec, store_dir, t0, progress_box, address=address, num_actors=num_actors,
                           progress=progress, quiet=quiet, inflight_per_actor=inflight_per_actor,
                           max_attempts=max_attempts, stop_after_units=stop_after_units, context=context, actors=actors,
                           actor_wait_s=actor_wait_s, force=force, extend=extend, retry_diverged=retry_diverged), compact)
@@ -163,18 +259,44 @@ def run_sweep(spec: SweepSpec, store_dir, *, address: str | None = None, num_act
         raise SweepInterrupted(spec.name, rows, done, total) from None
 
 
-def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backend, progress, quiet,
-               inflight_per_actor, max_attempts, stop_after_units, context, actors, actor_wait_s,
-               force, extend, retry_diverged) -> SweepResult:
-    run_id = spec.name
-    _guards.check_grid_size(spec, force=force, backend=backend)
-    _guards.check_address(address)
-    configs = _grid.expand(spec, backend)
+@dataclass
+class _Todo:
+    """What a run owes, computed before anything is written: the grid, its identity, the units
+    still to run (stored ok/diverged rows skipped), the diverged rows being recomputed, and the
+    configs whose set metrics are owed (``pending`` rows count down as units come back)."""
+
+    configs: list
+    samples: list
+    grid_hash: str
+    record: dict | None
+    accepted: list
+    context: dict
+    units: list
+    skipped: int
+    retry: dict
+    pending: dict
+    want_sets: list
+    sets_todo: list
+
+    @property
+    def total(self) -> int:
+        return len(self.configs) * len(self.samples)
+
+    @property
+    def by_id(self) -> dict:
+        return {c.config_id: c for c in self.configs}
+
+    def register(self, spec: SweepSpec, store_dir) -> None:
+        store.register_run(store_dir, spec.name, spec.canonical(), self.total, n_configs=len(self.configs),
+                           n_samples=len(self.samples), grid_hash=self.grid_hash, grid_hashes=self.accepted)
+
+
+def _todo(spec, store_dir, context, extend: bool, retry_diverged: bool) -> _Todo:
+    run_id, have_store = spec.name, Path(store_dir).is_dir()
+    configs = _grid.expand(spec)
     samples = _grid.sample_ids(spec)
-    total = len(configs) * len(samples)
-    progress_box.append(total)
     ghash = _identity.grid_hash([c.config_id for c in configs], samples)
-    record = store.read_run(store_dir, run_id) if Path(store_dir).is_dir() else None
+    record = store.read_run(store_dir, run_id) if have_store else None
     accepted = _identity.check(record, run_id, store_dir, ghash, len(configs), len(samples), extend=extend)
     context = {"run_id": run_id, "run_kind": "sweep", "code_version": code_version(),
                **store.image_context(spec, samples),  # save_images / image_samples / image_format for the worker
@@ -183,164 +305,92 @@ def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, backen
     statuses = ("ok",) if retry_diverged else ("ok", "diverged")
     done = store.completed_keys(store_dir, run_id, context.get("trial_id"), statuses=statuses) & grid
     retry = {}  # unit file -> its diverged keys being recomputed (dropped from it once replaced)
-    if retry_diverged and Path(store_dir).is_dir():
+    if retry_diverged and have_store:
         retry = {f: k & grid for f, k in store.files_with_keys(store_dir, run_id, "diverged").items()}
         done -= {k for keys in retry.values() for k in keys}
-    units = _plan.plan(configs, samples, spec.batch_size, done)
-    skipped = len(done)
-    result = SweepResult(run_id, total, skipped, units=len(units))
-
-    # Configs whose set metrics are still owed: pending rows count down as units come back.
+    units = _plan.plan(configs, samples, spec.unit_rows, done)  # batch_size, or more with compute.max_batch
     want_sets = [m for m in spec.metrics if m in SET_METRICS]
-    by_id = {c.config_id: c for c in configs}
     pending = defaultdict(int)
     for u in units:
         for r in u.rows:
             pending[r.config_id] += 1
     sets_todo: list[str] = []
-    if want_sets and Path(store_dir).is_dir():
+    if want_sets and have_store:
         have_sets = set(store.load_sets(store_dir, run=run_id, columns=["config_id"])["config_id"])
-        sets_todo = [cid for cid in by_id if pending[cid] == 0 and cid not in have_sets]
+        sets_todo = [c.config_id for c in configs if pending[c.config_id] == 0 and c.config_id not in have_sets]
+    return _Todo(configs, samples, ghash, record, accepted, context, units, len(done), retry, pending,
+                 want_sets, sets_todo)
 
-    progress = progress or Progress(run_id, len(units), sum(u.size for u in units), skipped, quiet=quiet)
+
+def _start_actors(spec, store_dir, todo: _Todo, address, num_actors, force: bool) -> tuple[list, bool]:
+    """Start Ray (unless running) and ``n`` actors once the resource guards pass; registers the run.
+    Returns the actors and whether Ray was started here (to shut it down after)."""
+    import ray
+
+    n_req = num_actors or spec.resources.num_actors
+    if not force and address in (None, "local") and not ray.is_initialized():
+        # the local Ray to start gets this machine's resources: a request it cannot place is refused
+        # now, before the store is touched or Ray starts (minutes on a loaded machine); re-checked once it runs
+        _guards.check_resources(spec, local_resources(), n_req)
+    store.check_writable(store_dir)
+    started_ray = ensure_ray(address)
+    if not force:  # before any actor starts: an actor that cannot be placed waits forever
+        try:
+            _guards.check_resources(spec, ray.cluster_resources(), n_req)
+        except _guards.GuardError:
+            if started_ray:
+                ray.shutdown()
+            raise
+    todo.register(spec, store_dir)
+    n_units = max(len(todo.units), 1)
+    n_actors = max(1, min(n_req or auto_actors(spec, n_units), n_units))
+    return start_actors(spec, n_actors), started_ray
+
+
+def _run_sweep(spec, store_dir, t0, progress_box, *, address, num_actors, progress, quiet,
+               inflight_per_actor, max_attempts, stop_after_units, context, actors, actor_wait_s,
+               force, extend, retry_diverged) -> SweepResult:
+    run_id = spec.name
+    _plugins.load_requested(spec.plugins)  # a spec built in this process may not have imported them
+    _guards.check_grid_size(spec, force=force)
+    _guards.check_address(address)
+    todo = _todo(spec, store_dir, context, extend, retry_diverged)
+    units, total, context = todo.units, todo.total, todo.context
+    progress_box.append(total)
+    result = SweepResult(run_id, total, todo.skipped, units=len(units))
+    progress = progress or Progress(run_id, len(units), sum(u.size for u in units), todo.skipped, quiet=quiet)
     progress_box.append(progress)
-    if not units and not sets_todo:
-        if record is None or accepted != record.get("grid_hashes"):  # identity to record, no rows to write
+    posterior = _posterior.PosteriorSets(spec, store_dir, todo.configs, todo.samples, units, context, todo.grid_hash)
+    if not units and not todo.sets_todo:
+        if todo.record is None or todo.accepted != todo.record.get("grid_hashes"):  # identity to record, no rows
             store.check_writable(store_dir)
-            store.register_run(store_dir, run_id, spec.canonical(), total, n_configs=len(configs),
-                               n_samples=len(samples), grid_hash=ghash, grid_hashes=accepted)
+            todo.register(spec, store_dir)
+        if posterior.todo:  # posterior sets owed over rows already stored: computed here, no actor needed
+            store.check_writable(store_dir)
+            result.sets_written += posterior.write_ready()
+            progress.log(f"[{run_id}] {result.sets_written} posterior set row(s) computed from stored rows")
         progress.log(f"[{run_id}] nothing to compute: all {total} rows already stored in {store_dir}")
         result.wall_s = time.perf_counter() - t0
         return result
 
     import ray
 
-    own_actors = actors is None
-    if own_actors and not force and address in (None, "local") and not ray.is_initialized():
-        # the local Ray to start gets this machine's resources: a request it cannot place is refused
-        # now, before the store is touched or Ray starts (minutes on a loaded machine); re-checked once it runs
-        _guards.check_resources(spec, local_resources(), num_actors or spec.resources.num_actors)
-    store.check_writable(store_dir)
-    started_ray = ensure_ray(address)
+    own_actors, started_ray = actors is None, False
     if own_actors:
-        if not force:  # before any actor starts: an actor that cannot be placed waits forever
-            try:
-                _guards.check_resources(spec, ray.cluster_resources(), num_actors or spec.resources.num_actors)
-            except _guards.GuardError:
-                if started_ray:
-                    ray.shutdown()
-                raise
-        store.register_run(store_dir, run_id, spec.canonical(), total, n_configs=len(configs),
-                           n_samples=len(samples), grid_hash=ghash, grid_hashes=accepted)
-        n_actors = num_actors or spec.resources.num_actors or auto_actors(spec, max(len(units), 1))
-        n_actors = max(1, min(n_actors, max(len(units), 1)))
-        actors = start_actors(spec, n_actors, backend)
+        actors, started_ray = _start_actors(spec, store_dir, todo, address, num_actors, force)
     else:
-        store.register_run(store_dir, run_id, spec.canonical(), total, n_configs=len(configs),
-                           n_samples=len(samples), grid_hash=ghash, grid_hashes=accepted)
-    n_actors = len(actors)
-    sweep = _Sweep(spec, store_dir, backend, progress, context, max_attempts, retry)
+        store.check_writable(store_dir)
+        started_ray = ensure_ray(address)
+        todo.register(spec, store_dir)
+    sweep = _Sweep(spec, store_dir, progress, context, max_attempts, todo.retry)
+    sweep.expect(todo.by_id, todo.pending, todo.want_sets, len(todo.samples), stop_after_units, posterior)
+    sched = Scheduler(actors, inflight_per_actor=inflight_per_actor, actor_wait_s=actor_wait_s)
     progress.start()
-    progress.log(f"[{run_id}] {len(units)} units on {n_actors} actor(s); {skipped}/{total} rows already stored")
-    queue = list(units)
-    inflight: dict = {}  # ObjectRef -> (kind, payload, actor index)
-    seen_warnings: set = set()  # the workers' warnings already printed (cluster.reissue_warnings)
-    load = [0] * n_actors
-    down: dict[int, float] = {}  # actor index -> since when its calls fail (node lost, process killed)
-
-    def submit_units():
-        while queue:
-            free = [i for i in range(n_actors) if i not in down and load[i] < inflight_per_actor]
-            if not free:
-                return
-            i = min(free, key=lambda k: load[k])
-            unit = queue.pop(0)
-            sweep.attempts[unit.unit_id] += 1
-            # the driver, not Ray, retries unit calls: a dead actor's refs fail fast and move elsewhere
-            inflight[actors[i].run_unit.options(max_task_retries=0).remote(unit, context)] = ("unit", unit, i)
-            load[i] += 1
-
-    def mark_down(i):
-        if i not in down:
-            down[i] = time.monotonic()
-            inflight[actors[i].ping.remote()] = ("ping", None, i)  # returns when Ray has restarted it
-
-    def submit_sets(cid):
-        xh, xt = _config_images(store_dir, run_id, cid)
-        if xh is None:
-            return
-        i = min((k for k in range(n_actors) if k not in down), key=lambda k: load[k], default=0)
-        inflight[actors[i].set_metrics.options(max_task_retries=0).remote(xh, xt, want_sets)] = ("sets", (cid, len(xh)), i)
-        load[i] += 1
-
+    progress.log(f"[{run_id}] {len(units)} units on {len(actors)} actor(s); {todo.skipped}/{total} rows already stored")
     try:
-        for cid in sets_todo:
-            submit_sets(cid)
-        submit_units()
-        while queue or any(k != "ping" for k, _, _ in inflight.values()):
-            if len(down) == n_actors and time.monotonic() - max(down.values()) > actor_wait_s:
-                raise RuntimeError(f"[{run_id}] no live actor for {actor_wait_s:.0f}s (cluster lost its capacity); "
-                                   f"{len(queue)} unit(s) not run; rerun to resume")
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-            progress.tick()
-            for ref in ready:
-                kind, payload, i = inflight.pop(ref)
-                if kind == "ping":
-                    down.pop(i, None)
-                    continue
-                load[i] -= 1
-                if kind == "sets":
-                    cid, n = payload
-                    try:
-                        got = ray.get(ref)
-                        reissue_warnings(got.pop("warnings", None), seen_warnings)
-                    except ray.exceptions.RayActorError as exc:
-                        actor_died(exc, seen_warnings)
-                        mark_down(i)
-                        submit_sets(cid)
-                        continue
-                    except Exception as exc:  # noqa: BLE001
-                        got = {"error": f"{type(exc).__name__}: {exc}"}
-                    store.write_sets(store_dir, run_id, cid, [_set_row(spec, by_id[cid], n, got, context, n == len(samples))],
-                                     grid_hash=ghash)
-                    result.sets_written += 1
-                    continue
-                unit = payload
-                try:
-                    res = ray.get(ref)
-                    reissue_warnings(res.pop("warnings", None), seen_warnings)  # each distinct one once per sweep
-                except ray.exceptions.RayActorError as exc:  # the actor died (node lost, killed): not the unit's fault
-                    actor_died(exc, seen_warnings)
-                    sweep.attempts[unit.unit_id] -= 1
-                    queue.insert(0, unit)
-                    mark_down(i)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - the worker raised outside the solver
-                    if sweep.attempts[unit.unit_id] < max_attempts:
-                        result.retries += 1
-                        progress.retries += 1
-                        progress.log(f"[{run_id}] unit {unit.unit_id} raised ({type(exc).__name__}); retrying")
-                        queue.insert(0, unit)
-                        continue
-                    res = sweep.failed_result(unit, f"{type(exc).__name__}: {exc}")
-                    result.errors.append((unit.unit_id, str(exc)[-500:]))
-                ok, failed, diverged = sweep.store_unit(unit, res)
-                result.units_done += 1
-                result.rows_ok += ok
-                result.rows_failed += failed
-                result.rows_diverged += diverged
-                if failed:
-                    err = next((r.get("error") for r in res["rows"] if r.get("error")), "")
-                    progress.log(f"[{run_id}] unit {unit.unit_id}: {failed} row(s) failed: {str(err).splitlines()[0] if err else ''}")
-                progress.unit_done(len(res["rows"]), failed, diverged)
-                if stop_after_units is not None and result.units_done >= stop_after_units:
-                    result.stopped_early = True
-                    return result
-                for r_ in unit.rows:
-                    pending[r_.config_id] -= 1
-                    if want_sets and pending[r_.config_id] == 0:
-                        submit_sets(r_.config_id)
-            submit_units()
+        sweep.run(sched, units, todo.sets_todo, result)
+    except NoLiveActor as exc:
+        raise RuntimeError(f"[{run_id}] {exc}; {len(sweep.queue)} unit(s) not run; rerun to resume") from None
     finally:
         progress.close()
         if own_actors:

@@ -20,7 +20,6 @@ from typing import Any
 
 from solvers.rng import row_seed
 from orchestrator.spec import SweepSpec, solver_space
-from orchestrator import backend as _backend
 from orchestrator import problem as _problem
 from orchestrator.defaults import default_mpe, default_step_size
 
@@ -39,8 +38,8 @@ class Config:
     """One point of the grid (see the module docstring); ``config_id`` is derived, not chosen."""
 
     prior_space: str
-    prior: str  # the prior reference for that space (e.g. "embedded" or a path)
-    mpe_prior: str | None  # the autoencoder a pixel-space EquiReg uses (None when unused)
+    prior: str  # the prior for that space: ``PriorRef.key`` ("embedded", "mixture:mog8", "kind:{fields}")
+    mpe_prior: str | None  # the ``PriorRef.key`` of the autoencoder a pixel-space EquiReg uses (None when unused)
     dataset: str
     split: str
     solver: str
@@ -61,6 +60,7 @@ class Config:
     lam: float = 0.0
     seed: int = 0
     solver_noise: str = "per_config"  # or "shared": see ``solver_seed``
+    precision: str = "fp32"  # compute.precision (orchestrator.spec_compute): the networks' autocast dtype
 
     def canonical(self) -> dict:
         """The fields that identify the config; ``solver_noise`` only when not the default, so the
@@ -69,6 +69,8 @@ class Config:
         d["solver_options"], d["op_params"] = dict(self.solver_options), dict(self.op_params)
         if d["solver_noise"] == "per_config":
             del d["solver_noise"]
+        if d["precision"] == "fp32":  # likewise: fp32 configs keep the ids they had before precision existed
+            del d["precision"]
         return d
 
     @functools.cached_property
@@ -93,7 +95,13 @@ _FIELD_NAMES = tuple(f.name for f in fields(Config))
 
 
 def sample_ids(spec: SweepSpec) -> list[int]:
-    """The dataset sample ids the spec covers (ids, else the first ``count``, else the whole split)."""
+    """The dataset sample ids the spec covers (ids, else the first ``count``, else the whole split); with
+    ``samples_per_measurement`` > 1 those name measurements, each replicated (``data.sample_ids``)."""
+    if spec.dataset.samples_per_measurement > 1:
+        from orchestrator import data
+
+        return data.sample_ids(spec.dataset.name, spec.dataset.split, spec.dataset.ids, spec.dataset.count,
+                               spec.dataset.samples_per_measurement)
     if spec.dataset.ids is not None:
         return list(spec.dataset.ids)
     if spec.dataset.count is not None:
@@ -121,9 +129,9 @@ class Block:
         return len(self.sigma_y) * len(self.num_steps) * len(self.step_sizes) * len(self.lambdas) * len(self.seeds)
 
 
-def blocks(spec: SweepSpec, backend: str | None = None) -> list[Block]:
+def blocks(spec: SweepSpec) -> list[Block]:
     """The spec's blocks in spec order (solver, task, regularizer); see ``Block``."""
-    solvers = _backend.resolve(backend).SOLVERS
+    from solvers.api import SOLVERS as solvers
     out = []
     for sol, task, reg in itertools.product(spec.solvers, spec.tasks, spec.regularizers):
         if not sol.runs_task(task.label):
@@ -131,11 +139,11 @@ def blocks(spec: SweepSpec, backend: str | None = None) -> list[Block]:
         if reg.kind != "none" and getattr(solvers[sol.name], "family", "diffusion") != "diffusion":
             continue  # EquiReg regularizes diffusion solvers; a classical baseline runs once, unregularized
         space = solver_space(solvers[sol.name], spec.prior)
-        prior_ref = getattr(spec.prior, space).path
+        prior_ref = getattr(spec.prior, space)
         active = reg.kind != "none"
         mpe_prior = None
         if active and space == "pixel":
-            mpe_prior = (spec.prior.mpe or spec.prior.latent).path
+            mpe_prior = (spec.prior.mpe or spec.prior.latent).key
         reg_fields = dict(
             reg_kind=reg.kind,
             mpe=(reg.mpe or default_mpe(space, reg.kind)) if active else None, group=reg.group if active else None,
@@ -147,20 +155,21 @@ def blocks(spec: SweepSpec, backend: str | None = None) -> list[Block]:
         # resolved here so the stored config (and its id) says exactly what ran
         op_params = _problem.task_params(spec.dataset.name, task.operator, task.params)
         sizes = sol.step_sizes_for(task.label) or [
-            default_step_size(sol.name, solvers[sol.name], task.label, getattr(spec.prior, space).path == "embedded")]
-        fields_ = dict(prior_space=space, prior=prior_ref, mpe_prior=mpe_prior, dataset=spec.dataset.name,
+            default_step_size(sol.name, solvers[sol.name], task.label, prior_ref.kind == "embedded")]
+        fields_ = dict(prior_space=space, prior=prior_ref.key, mpe_prior=mpe_prior, dataset=spec.dataset.name,
                        split=spec.dataset.split, solver=sol.name, solver_options=dict(sol.options), task=task.label,
-                       operator=task.operator, op_params=op_params, solver_noise=spec.solver_noise, **reg_fields)
+                       operator=task.operator, op_params=op_params, solver_noise=spec.solver_noise,
+                       precision=spec.compute.precision, **reg_fields)
         out.append(Block(fields_, tuple(float(v) for v in task.sigma_y), tuple(int(v) for v in sol.num_steps),
                          tuple(float(v) for v in sizes), tuple(float(v) for v in lambdas),
                          tuple(int(v) for v in spec.seeds)))
     return out
 
 
-def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
+def expand(spec: SweepSpec) -> list[Config]:
     """All configs of ``spec``, deduplicated, in spec order (solver, task, sigma, steps, reg, ...)."""
     out: dict[str, Config] = {}
-    for b in blocks(spec, backend):
+    for b in blocks(spec):
         f = b.fields
         for sigma, steps, size, lam, seed in itertools.product(b.sigma_y, b.num_steps, b.step_sizes, b.lambdas, b.seeds):
             cfg = Config(**{**f, "solver_options": dict(f["solver_options"])}, num_steps=steps, step_size=size,
@@ -172,12 +181,20 @@ def expand(spec: SweepSpec, backend: str | None = None) -> list[Config]:
 def operator_seed(cfg: Config, sample_id: int) -> int:
     """Seed of a row's operator instance (mask, kernel): shared by every config of the same task,
     sample and seed, so solvers and lambdas are compared on identical measurements."""
-    return _problem.operator_seed(cfg.operator, cfg.op_params, sample_id, cfg.seed)
+    return _problem.operator_seed(cfg.operator, cfg.op_params, sample_id, cfg.seed, *_measured(cfg))
 
 
 def noise_seed(cfg: Config, sample_id: int) -> int:
     """Seed of a row's measurement noise: shared like ``operator_seed`` (paired comparisons)."""
-    return _problem.noise_seed(cfg.operator, cfg.op_params, cfg.sigma_y, sample_id, cfg.seed)
+    return _problem.noise_seed(cfg.operator, cfg.op_params, cfg.sigma_y, sample_id, cfg.seed, *_measured(cfg))
+
+
+def _measured(cfg: Config) -> tuple:
+    """``(dataset, split)`` when the dataset maps sample ids to measurements (replicas of one measurement
+    share operator and noise); ``()`` otherwise: the id is the measurement (a test backend's datasets)."""
+    from orchestrator import data
+
+    return (cfg.dataset, cfg.split) if cfg.dataset in data.DATASETS else ()
 
 
 #: the fields a ``shared`` solver stream ignores: lambda and everything about the regularizer
@@ -194,6 +211,7 @@ def solver_seed(cfg: Config, sample_id: int) -> int:
     searches pick noise (measured, issue 5 note).
     """
     if cfg.solver_noise == "shared":
-        key = {k: v for k, v in cfg.canonical().items() if k not in _REG_FIELDS}
+        # precision left out too: a bf16 config and its fp32 twin share the stream (a paired comparison)
+        key = {k: v for k, v in cfg.canonical().items() if k not in _REG_FIELDS and k != "precision"}
         return row_seed("shared-solver-noise", stable_hash(key), sample_id, cfg.seed)
     return row_seed(cfg.config_id, sample_id, cfg.seed)

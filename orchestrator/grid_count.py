@@ -64,12 +64,12 @@ def union_size(boxes: list[tuple[frozenset, ...]]) -> int:
     return total
 
 
-def count(spec, backend: str | None = None, samples: int = 1, batch_size: int | None = None) -> GridCount:
+def count(spec, samples: int = 1, batch_size: int | None = None) -> GridCount:
     """The ``GridCount`` of ``spec`` (see the module docstring) without building a Config."""
-    batch_size = batch_size or spec.batch_size
+    batch_size = batch_size or spec.unit_rows
     by_fields: dict[str, list] = defaultdict(list)
     solver_of: dict[str, str] = {}
-    for b in _grid.blocks(spec, backend):
+    for b in _grid.blocks(spec):
         k = _grid.canonical_json(b.fields)
         by_fields[k].append((_box(b.sigma_y), _box(b.num_steps), _box(b.step_sizes), _box(b.lambdas), _box(b.seeds)))
         solver_of[k] = b.fields["solver"]
@@ -85,6 +85,6 @@ def count(spec, backend: str | None = None, samples: int = 1, batch_size: int | 
     return out
 
 
-def n_configs(spec, backend: str | None = None) -> int:
-    """The number of configs ``grid.expand(spec, backend)`` returns, without expanding."""
-    return count(spec, backend).configs
+def n_configs(spec) -> int:
+    """The number of configs ``grid.expand(spec)`` returns, without expanding."""
+    return count(spec).configs

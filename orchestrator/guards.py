@@ -25,26 +25,26 @@ class GuardError(ValueError):
     """A request refused before compute."""
 
 
-def grid_size(spec: SweepSpec, backend: str | None = None) -> int:
-    """Configs of ``spec``: ``len(grid.expand(spec, backend))``, counted without expanding."""
+def grid_size(spec: SweepSpec) -> int:
+    """Configs of ``spec``: ``len(grid.expand(spec))``, counted without expanding."""
     from orchestrator.grid_count import n_configs
 
-    return n_configs(spec, backend)
+    return n_configs(spec)
 
 
 def n_samples(spec: SweepSpec) -> int:
-    """Images per config, without touching the dataset when the spec says."""
+    """Images per config (measurements x samples per measurement), without touching the dataset when the spec says."""
     if spec.dataset.ids is not None:
-        return len(spec.dataset.ids)
+        return len(spec.dataset.ids) * spec.dataset.samples_per_measurement
     if spec.dataset.count is not None:
-        return spec.dataset.count
+        return spec.dataset.count * spec.dataset.samples_per_measurement
     from orchestrator.grid import sample_ids
 
     return len(sample_ids(spec))
 
 
-def check_grid_size(spec: SweepSpec, force: bool = False, limit: int = MAX_CONFIGS, backend: str | None = None) -> int:
-    n = grid_size(spec, backend)
+def check_grid_size(spec: SweepSpec, force: bool = False, limit: int = MAX_CONFIGS) -> int:
+    n = grid_size(spec)
     if n > limit and not force:
         raise GuardError(
             f"the grid has {n:,} configs ({n * n_samples(spec):,} rows), above the {limit:,}-config limit; "
@@ -87,8 +87,10 @@ def check_resources(spec: SweepSpec, cluster: dict, n_actors: int | None) -> Non
                          f"allowed: at most {cpus:g}")
     if n_actors:
         fit = int(math.floor(cpus / r.num_cpus + 1e-9))
-        if r.num_gpus > 0:
-            fit = min(fit, int(math.floor(gpus / r.num_gpus + 1e-9)))
+        if r.num_gpus > 0:  # a fraction packs per whole GPU (orchestrator.placement), never across two
+            from orchestrator.placement import gpu_slots
+
+            fit = min(fit, gpu_slots(gpus, r.num_gpus))
         if n_actors > fit:
             raise GuardError(f"{n_actors} actors x ({r.num_cpus:g} CPU, {r.num_gpus:g} GPU) do not fit the cluster "
                              f"({have}); allowed: at most {fit} actors (--actors / resources.num_actors)")

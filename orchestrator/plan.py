@@ -53,7 +53,11 @@ class WorkUnit:
 
 
 def group_key(cfg: Config) -> dict:
-    return {f: getattr(cfg, f) for f in GROUP_FIELDS}
+    key = {f: getattr(cfg, f) for f in GROUP_FIELDS}
+    precision = getattr(cfg, "precision", "fp32")
+    if precision != "fp32":  # only then: fp32 units keep their ids (the worker reads a missing key as fp32)
+        key["precision"] = precision
+    return key
 
 
 def plan(configs: list[Config], samples: list[int], batch_size: int, done: set | frozenset = frozenset()) -> list[WorkUnit]:

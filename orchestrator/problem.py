@@ -59,20 +59,19 @@ def task_params(dataset: str, operator: str, params: dict | None = None) -> dict
 
 
 def make_measurement(dataset: str, split: str, sample_ids: Sequence[int], operator: str, op_params: dict,
-                     sigma_y: float, seed: int = 0, device=None, backend=None, op_seeds=None, noise_seeds=None,
+                     sigma_y: float, seed: int = 0, device=None, op_seeds=None, noise_seeds=None,
                      x_true=None) -> Measurement:
     """Build the measurement of ``sample_ids``; ``op_params`` are the resolved ones (``task_params``).
 
     ``op_seeds``/``noise_seeds`` override the rule (a plan that already computed them passes them);
-    ``backend`` (a name or a resolved module) swaps the operator library; ``x_true`` skips loading.
+    ``x_true`` skips loading. Operators come from ``operators.OPERATORS`` (plugins included).
     """
     import torch
 
-    from orchestrator import backend as _backend
+    from operators import add_noise, build_operator
     from orchestrator import data
     from solvers.rng import make_generators
 
-    be = backend if backend is not None and not isinstance(backend, str) else _backend.resolve(backend)
     ids = [int(i) for i in sample_ids]
     if x_true is None:
         x_true = data.load(dataset, split, ids)
@@ -82,42 +81,40 @@ def make_measurement(dataset: str, split: str, sample_ids: Sequence[int], operat
         operator_seed(operator, op_params, i, seed, dataset, split) for i in ids]
     noise_seeds = list(noise_seeds) if noise_seeds is not None else [
         noise_seed(operator, op_params, sigma_y, i, seed, dataset, split) for i in ids]
-    op = be.build_operator(operator, image_shape=tuple(x_true.shape[1:]), seeds=op_seeds, device=dev, **op_params)
+    op = build_operator(operator, image_shape=tuple(x_true.shape[1:]), seeds=op_seeds, device=dev, **op_params)
     with torch.no_grad():
-        y = be.add_noise(op.forward(x_true), sigma_y, make_generators(noise_seeds, dev))
+        y = add_noise(op.forward(x_true), sigma_y, make_generators(noise_seeds, dev))
         naive = op.naive_inverse(y)
     return Measurement(x_true=x_true, operator=op, y=y, naive=naive, sample_ids=ids)
 
 
-def regularizer_for(group: dict, autoencoder, backend=None):
+def regularizer_for(group: dict, autoencoder):
     """The ``RegularizerSpec`` of a work unit's group (None for the baseline)."""
     if group["reg_kind"] == "none":
         return None
-    from orchestrator import backend as _backend
+    from solvers import RegularizerSpec
 
-    be = backend if backend is not None and not isinstance(backend, str) else _backend.resolve(backend)
-    return be.RegularizerSpec(
+    return RegularizerSpec(
         kind=group["reg_kind"], mpe=group["mpe"], group=group["group"], reduction=group["reduction"],
         schedule=group["schedule"], freq=group["freq"], cutoff_frac=group["cutoff_frac"], autoencoder=autoencoder,
     )
 
 
-def batch_for(unit, autoencoder=None, device=None, backend=None):
+def batch_for(unit, autoencoder=None, device=None):
     """``(Measurement, RowBatch, RegularizerSpec | None)`` of a work unit (``orchestrator.plan``):
     the measurement with the plan's seeds, each row's lambda/step size and solver stream."""
     import torch
 
-    from orchestrator import backend as _backend
+    from solvers import RowBatch
     from solvers.rng import make_generators
 
-    be = backend if backend is not None and not isinstance(backend, str) else _backend.resolve(backend)
     g, rows = unit.group, unit.rows
     m = make_measurement(g["dataset"], g["split"], [r.sample_id for r in rows], g["operator"], g["op_params"],
-                         g["sigma_y"], device=device, backend=be, op_seeds=[r.op_seed for r in rows],
+                         g["sigma_y"], device=device, op_seeds=[r.op_seed for r in rows],
                          noise_seeds=[r.noise_seed for r in rows])
     dev, dtype = m.x_true.device, m.x_true.dtype
     params = {"lam": torch.tensor([r.lam for r in rows], dtype=dtype, device=dev),
               "step_size": torch.tensor([r.step_size for r in rows], dtype=dtype, device=dev)}
-    batch = be.RowBatch(y=m.y, operator=m.operator, generators=make_generators([r.row_seed for r in rows], dev),
+    batch = RowBatch(y=m.y, operator=m.operator, generators=make_generators([r.row_seed for r in rows], dev),
                         params=params, x_true=m.x_true)
-    return m, batch, regularizer_for(g, autoencoder, be)
+    return m, batch, regularizer_for(g, autoencoder)

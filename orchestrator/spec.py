@@ -21,9 +21,10 @@ from typing import Sequence, Union
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.spec_check import check, prior_info, solver_space  # noqa: F401  (re-exported)
+from orchestrator import plugins as _plugins
+from orchestrator.spec_check import check, solver_space  # noqa: F401  (re-exported)
 from orchestrator.spec_models import (  # noqa: F401  (the models and constants, re-exported)
-    DatasetSpec, MAX_NAME_LEN, METRICS, MPE_CHOICES, PriorRef, PriorSpec, REDUCTIONS, REG_KINDS,
+    ComputeSpec, DatasetSpec, MAX_NAME_LEN, METRICS, MPE_CHOICES, PriorRef, PriorSpec, REDUCTIONS, REG_KINDS,
     ROW_METRICS, RegSpec, Resources, SCHEDULES, SET_METRICS, SPEC_SUFFIXES, SolverSpec, SpecError,
     SweepSpec, TaskSpec, _Model, _allowed, check_sample_ids,
 )
@@ -91,12 +92,13 @@ def read_spec_file(path: Path) -> str:
         raise SpecError([("<path>", f"{path} is not a text file")], str(path)) from None
 
 
-def parse(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None,
-          overrides: Sequence[str] = ()) -> SweepSpec:
+def parse(data: Union[dict, str, Path], source: str | None = None, overrides: Sequence[str] = ()) -> SweepSpec:
     """A validated ``SweepSpec`` from a dict, a YAML file path or YAML text; ``SpecError`` otherwise.
 
     ``overrides``: command-line ``KEY=VALUE`` strings applied to the data before validation
-    (``orchestrator.overrides``; ``OverrideError`` naming a bad one); the spec records them.
+    (``orchestrator.overrides``; ``OverrideError`` naming a bad one); the spec records them. The
+    spec's ``plugins`` and ``$EQUIBENCH_PLUGINS`` are imported first (``orchestrator.plugins``), so
+    their registry entries are known to both layers of checks.
     """
     if isinstance(data, Path) or (isinstance(data, str) and _looks_like_path(data)):
         path = Path(data)
@@ -111,11 +113,13 @@ def parse(data: Union[dict, str, Path], backend: str | None = None, source: str 
 
         data = apply(data, overrides, SweepSpec)
         source = f"{source or '<spec>'} + overrides"  # an error may come from an override: say so
+    given = data.get("plugins")
+    _plugins.load_requested(given if isinstance(given, list) and all(isinstance(n, str) for n in given) else ())
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_pydantic(exc), source) from None
-    errors = check(spec, backend)
+    errors = check(spec)
     if errors:
         raise SpecError(errors, source)
     return spec.with_overrides(overrides)
@@ -135,10 +139,9 @@ def check_sweep(spec: SweepSpec) -> list[tuple[str, str]]:
     return errors
 
 
-def parse_sweep(data: Union[dict, str, Path], backend: str | None = None, source: str | None = None,
-                overrides: Sequence[str] = ()) -> SweepSpec:
+def parse_sweep(data: Union[dict, str, Path], source: str | None = None, overrides: Sequence[str] = ()) -> SweepSpec:
     """``parse`` plus ``check_sweep``: the spec of a run."""
-    spec = parse(data, backend, source, overrides)
+    spec = parse(data, source, overrides)
     errors = check_sweep(spec)
     if errors:
         raise SpecError(errors, source or (str(data) if isinstance(data, (str, Path)) else None))

@@ -1,52 +1,49 @@
-"""The meaning layer of sweep-spec validation (``check``): names against the registries, prior files
-and image sizes, solver spaces, transposes, per-task capabilities, regularizer settings; also the
-prior metadata it needs (``prior_info``) without loading any model. Shape checks: ``spec_models``."""
+"""The meaning layer of sweep-spec validation (``check``): names against the registries (plugins
+included: ``orchestrator.plugins``), prior kinds, files and image sizes (each kind's
+``PriorLoader.info``, no model loaded), solver spaces, transposes, per-task capabilities,
+regularizer settings. Shape checks: ``spec_models``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from orchestrator import backend as _backend
-from orchestrator.spec_models import SET_METRICS, PriorRef, PriorSpec, SpecError, SweepSpec, _allowed
+from orchestrator.metrics import registry as _metric_registry
+from orchestrator.spec_models import PriorSpec, SweepSpec, _allowed
 
 
-# ------------------------------------------------------------------------------ prior metadata
-def _embedded_info(kind: str) -> dict:
-    """Image size and weight files of the embedded world (``solvers/embedded/weights/<space>/``,
-    the layout ``solvers.loaders`` reads), without loading any model."""
-    import solvers.embedded as emb
-    from solvers.embedded import data as emb_data
+# ------------------------------------------------------------------------------ priors
+def _prior_errors(prior: PriorSpec, image_shape, dataset: str) -> list[tuple[str, str]]:
+    """Each slot's kind against its space, its files and its image size against the dataset's."""
+    from solvers.loaders import PRIOR_LOADERS
 
-    space = "pixel" if kind == "pixel" else "latent"  # the MPE autoencoder is the latent world's
-    root = Path(emb.__file__).parent / "weights" / space
-    files = [root / "unet" / "config.json", root / "scheduler"]
-    if space == "latent":
-        files += [root / "vae" / "config.json", root / "latent_scale.json"]
-    return {"image_size": int(emb_data.IMAGE_SIZE), "files": files}
-
-
-def prior_info(ref: PriorRef, kind: str) -> dict:
-    """``{"image_size": int|None, "files": [paths that must exist]}`` for a prior reference."""
-    if ref.path == "embedded":
-        return _embedded_info(kind)
-    path = Path(ref.path).expanduser()
-    if path.suffix in (".pt", ".pth", ".ckpt", ".safetensors"):
-        return {"image_size": ref.image_size, "files": [path]}
-    unet_cfg = path / "unet" / "config.json"
-    files = [unet_cfg]
-    size = ref.image_size
-    if unet_cfg.exists():
-        cfg = json.loads(unet_cfg.read_text())
-        weights = [path / "unet" / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
-        files.append(next((w for w in weights if w.exists()), weights[0]))
-        size = size or cfg.get("sample_size")
-        if kind == "latent":
-            vae_cfg = path / "vae" / "config.json"
-            files.append(vae_cfg)
-            if vae_cfg.exists() and size:
-                down = 2 ** (len(json.loads(vae_cfg.read_text()).get("block_out_channels", [0])) - 1)
-                size = int(size) * down
-    return {"image_size": size, "files": files}
+    errors = []
+    for slot in ("pixel", "latent", "mpe"):
+        ref = getattr(prior, slot)
+        if ref is None:
+            continue
+        space = prior.slot_space(slot)
+        if space not in ref.loader.spaces:
+            fits = sorted(k for k, e in PRIOR_LOADERS.items() if space in e.spaces)
+            errors.append((f"prior.{slot}", f"kind {ref.kind!r} gives a {'/'.join(ref.loader.spaces)} prior, but "
+                           f"prior.{slot} needs a {space} one; allowed kinds: {', '.join(map(repr, fits))}"))
+            continue
+        try:
+            info = ref.info(space)
+        except Exception as exc:  # noqa: BLE001 - a broken checkpoint folder is a spec problem
+            errors.append((f"prior.{slot}", f"cannot read {ref.key!r}: {exc}"))
+            continue
+        missing = [str(f) for f in info.get("files", ()) if not Path(f).exists()]
+        if missing:
+            errors.append((f"prior.{slot}", f"missing weights file(s): {', '.join(missing)}"))
+        size, channels = info.get("image_size"), info.get("channels")
+        if size is None:
+            errors.append((f"prior.{slot}", f"cannot tell the image size of {ref.key!r} from its config files"))
+        elif image_shape and int(size) != image_shape[-1]:
+            errors.append((f"prior.{slot}", f"{ref.key!r} takes {size}x{size} images but dataset {dataset!r} has "
+                           f"{image_shape[-1]}x{image_shape[-2]}; allowed image size: {size}"))
+        elif image_shape and channels is not None and int(channels) != image_shape[0]:
+            errors.append((f"prior.{slot}", f"{ref.key!r} takes {channels}-channel images but dataset {dataset!r} "
+                           f"has {image_shape[0]}; allowed channels: {channels}"))
+    return errors
 
 
 # ------------------------------------------------------------------------------ meaning checks
@@ -58,39 +55,17 @@ def solver_space(entry, prior: PriorSpec) -> str | None:
     return space if getattr(prior, space) is not None else None
 
 
-def _registry(be, name):
-    try:
-        return getattr(be, name)
-    except ImportError as exc:
-        raise SpecError([("<registry>", f"cannot check names: {exc}")]) from None
-
-
-def _solver_check_options(entry):
-    """The real solvers' option-value check for a registry entry, or None when the entry is a
-    test backend's stand-in (its options are the fake's own)."""
-    try:
-        from solvers.api import SOLVERS, check_options
-    except ImportError:
-        return None
-    return check_options if SOLVERS.get(getattr(entry, "name", None)) is entry else None
-
-
-def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
+def check(spec: SweepSpec) -> list[tuple[str, str]]:
     """Problems with ``spec`` that need the registries or the filesystem (empty list: valid)."""
-    be = _backend.resolve(backend)
-    errors: list[tuple[str, str]] = []
-    solvers = _registry(be, "SOLVERS")
-    operators = _registry(be, "OPERATORS")
-    groups = _registry(be, "GROUPS")
-    prior_fn = getattr(be, "prior_info", None) if backend else None
-    prior_fn = prior_fn or prior_info
+    from operators import GROUPS as groups, OPERATORS as operators, build_operator
     from orchestrator import data as _data
+    from solvers.api import SOLVERS as solvers, check_options
 
-    datasets = getattr(be, "DATASETS", None) if backend else None
+    errors: list[tuple[str, str]] = []
     # dataset
     ds_info = None
     try:
-        ds_info = datasets[spec.dataset.name] if datasets and spec.dataset.name in datasets else _data.info(spec.dataset.name)
+        ds_info = _data.info(spec.dataset.name)
     except ValueError as exc:
         errors.append(("dataset.name", str(exc)))
     if ds_info is not None:
@@ -101,27 +76,12 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
             errors.append(("dataset.count", f"{spec.dataset.count} > the {n} images of {ds_info.name}/{spec.dataset.split}; allowed: 1..{n}"))
         elif spec.dataset.ids is not None and max(spec.dataset.ids) >= n:
             errors.append(("dataset.ids", f"{[i for i in spec.dataset.ids if i >= n]} out of range; allowed: 0..{n - 1}"))
+    if ds_info is not None:
+        from orchestrator.posterior_sets import spec_problems
+
+        errors += spec_problems(spec, ds_info)
     image_shape = tuple(ds_info.image_shape) if ds_info else None
-    # priors: files and image size
-    priors_ok = {}
-    for kind in ("pixel", "latent", "mpe"):
-        ref = getattr(spec.prior, kind)
-        if ref is None:
-            continue
-        try:
-            info = prior_fn(ref, kind)
-        except Exception as exc:  # noqa: BLE001 - a broken checkpoint folder is a spec problem
-            errors.append((f"prior.{kind}", f"cannot read {ref.path!r}: {exc}"))
-            continue
-        missing = [str(f) for f in info["files"] if not Path(f).exists()]
-        if missing:
-            errors.append((f"prior.{kind}", f"missing weights file(s): {', '.join(missing)}"))
-        size = info.get("image_size")
-        if size is None:
-            errors.append((f"prior.{kind}.image_size", f"cannot tell the image size of {ref.path!r}; set image_size"))
-        elif image_shape and int(size) != image_shape[-1]:
-            errors.append((f"prior.{kind}", f"{ref.path!r} takes {size}x{size} images but dataset {spec.dataset.name!r} has {image_shape[-1]}x{image_shape[-2]}; allowed image size: {size}"))
-        priors_ok[kind] = True
+    errors += _prior_errors(spec.prior, image_shape, spec.dataset.name)
     # tasks: names, params, transposes (operator built once, seed 0, no model)
     has_transpose: dict[int, bool] = {}
     labels = {}
@@ -135,7 +95,7 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
         if image_shape is None:
             continue
         try:
-            op = be.build_operator(task.operator, image_shape=image_shape, seeds=0, **task.params)
+            op = build_operator(task.operator, image_shape=image_shape, seeds=0, **task.params)
             has_transpose[i] = bool(getattr(op, "has_transpose", False))
         except (ValueError, TypeError) as exc:
             errors.append((f"tasks[{i}].params", str(exc)))
@@ -171,12 +131,10 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
             if unknown:
                 errors.append((f"solvers[{j}].options", f"unknown option(s) {unknown} for {sol.name!r}; {_allowed(sorted(defaults) + ['restarts', 'select'])}"))
             else:
-                check_options = _solver_check_options(entry)
-                if check_options is not None:
-                    try:
-                        check_options(sol.name, dict(sol.options))
-                    except ValueError as exc:
-                        errors.append((f"solvers[{j}].options", str(exc)))
+                try:
+                    check_options(sol.name, dict(sol.options))
+                except ValueError as exc:
+                    errors.append((f"solvers[{j}].options", str(exc)))
         if getattr(entry, "needs_transpose", False):
             for i, ht in has_transpose.items():
                 if not ht and sol.runs_task(spec.tasks[i].label):
@@ -208,13 +166,14 @@ def check(spec: SweepSpec, backend: str | None = None) -> list[tuple[str, str]]:
                 errors.append((f"regularizers[{k}].mpe", f"'decoder' takes latents but pixel solvers {pixel_solvers} use it; allowed for pixel solvers: 'autoencoder', 'encoder'"))
             elif spec.prior.mpe is None and spec.prior.latent is None:
                 errors.append((f"regularizers[{k}].mpe", f"pixel solvers {pixel_solvers} need an MPE autoencoder: set prior.mpe or prior.latent"))
-    if "lpips" in spec.metrics and spec.metric_weights.get("lpips") and not Path(spec.metric_weights["lpips"]).exists():
-        errors.append(("metric_weights.lpips", f"missing weights file: {spec.metric_weights['lpips']}"))
-    if any(m in spec.metrics for m in SET_METRICS) and spec.metric_weights.get("inception") and not Path(spec.metric_weights["inception"]).exists():
-        errors.append(("metric_weights.inception", f"missing weights file: {spec.metric_weights['inception']}"))
-    unknown_w = set(spec.metric_weights) - {"lpips", "inception"}
+    # weights files by the registry's keys (MetricInfo.weights): a named file must exist when a metric uses it
+    needed, known = _metric_registry.weights_files(spec.metrics), _metric_registry.weights_files()
+    for key, path in spec.metric_weights.items():
+        if key in needed and path and not Path(path).exists():
+            errors.append((f"metric_weights.{key}", f"missing weights file: {path}"))
+    unknown_w = set(spec.metric_weights) - set(known)
     if unknown_w:
-        errors.append(("metric_weights", f"unknown keys {sorted(unknown_w)}; allowed: 'inception', 'lpips'"))
+        errors.append(("metric_weights", f"unknown keys {sorted(unknown_w)}; {_allowed(sorted(known))}"))
     return errors
 
 

@@ -8,12 +8,19 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from orchestrator.spec_priors import PriorRef, PriorSpec  # noqa: F401  (re-exported)
+from orchestrator.spec_compute import ComputeSpec  # noqa: F401  (re-exported)
+
+from orchestrator.metrics import registry as _metric_registry
+
 REG_KINDS = ("none", "equi", "equicon")
 MPE_CHOICES = ("decoder", "encoder", "autoencoder")
 REDUCTIONS = ("norm", "sqnorm", "mse")
 SCHEDULES = ("constant", "cutoff", "noise_sqrt", "noise_sigma")
-ROW_METRICS = ("psnr", "ssim", "lpips", "rel_l2")
-SET_METRICS = ("fid", "kid")
+#: What a spec's ``metrics:`` may name, from the metric registry (``orchestrator.metrics``): per-image
+#: metrics the worker computes (not the solver's own ``y_residual``) and per-config set metrics.
+ROW_METRICS = _metric_registry.names("image", spec=True)
+SET_METRICS = _metric_registry.names("set", spec=True)
 METRICS = ROW_METRICS + SET_METRICS
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 #: Longest run name (it names store files; ``orchestrator.store_files.MAX_ID_LEN``).
@@ -51,46 +58,14 @@ def _allowed(values) -> str:
 
 
 # --------------------------------------------------------------------------------- the models
-class PriorRef(_Model):
-    """A prior: ``embedded`` (the bundled world) or a local checkpoint (diffusers dir or .pt)."""
-
-    path: str
-    image_size: Optional[int] = Field(None, ge=1, description="required for a bare .pt checkpoint")
-
-
-class PriorSpec(_Model):
-    """The priors a sweep may use, by space; a pixel solver uses ``pixel``, a latent one ``latent``.
-
-    ``prior: embedded`` is shorthand for ``{pixel: embedded, latent: embedded}``. ``mpe`` is the
-    autoencoder that pixel-space solvers use as the EquiReg MPE function (default: the latent
-    prior's autoencoder).
-    """
-
-    pixel: Optional[PriorRef] = None
-    latent: Optional[PriorRef] = None
-    mpe: Optional[PriorRef] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v):
-        if isinstance(v, str):
-            return {"pixel": {"path": v}, "latent": {"path": v}}
-        if isinstance(v, dict):
-            return {k: ({"path": x} if isinstance(x, str) else x) for k, x in v.items()}
-        return v
-
-    @model_validator(mode="after")
-    def _some(self):
-        if self.pixel is None and self.latent is None:
-            raise ValueError("give at least one of pixel, latent (e.g. prior: embedded)")
-        return self
-
-
 class DatasetSpec(_Model):
     name: str = "embedded"
     split: str = "report"  # checked against the dataset's splits (orchestrator.data)
     count: Optional[int] = Field(None, ge=1)
     ids: Optional[list[int]] = None
+    #: samples drawn per measurement (one y, many solver streams): > 1 only for datasets with
+    #: replicas (the mixture worlds); count / ids then name the measurements (``data.sample_ids``)
+    samples_per_measurement: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -234,9 +209,17 @@ class RegSpec(_Model):
 
 class Resources(_Model):
     num_actors: Optional[int] = Field(None, ge=1, description="default: as many as the cluster's CPUs/GPUs allow")
-    num_gpus: float = Field(0.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor: a fraction in (0, 1] shares a GPU (0.25: 4 actors "
+                                                  "per GPU), 1 = one process per GPU, above 1 a whole number")
     num_cpus: float = Field(0.5, gt=0)
     threads: int = Field(1, ge=1, description="torch.set_num_threads inside each actor")
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _whole_gpus(cls, v):
+        from orchestrator.placement import check_num_gpus
+
+        return check_num_gpus(v)
 
 
 class SweepSpec(_Model):
@@ -250,6 +233,8 @@ class SweepSpec(_Model):
     metrics: list[str] = Field(default_factory=lambda: list(ROW_METRICS))
     batch_size: int = Field(16, ge=1)
     resources: Resources = Field(default_factory=Resources)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec, description="precision, torch.compile, channels_last and "
+                                                                          "rows per solver call (orchestrator.spec_compute)")
     store: Optional[str] = None
     save_images: Literal["none", "first_k", "all"] = Field(
         "all", description="reconstructions kept for figures: every row, the rows of the first save_images_k sample ids, "
@@ -269,6 +254,11 @@ class SweepSpec(_Model):
     #: their comparison is paired (common random numbers); ``per_config``: each config draws its own (the
     #: first landing's default; its rows stay readable and reports label them unpaired)
     solver_noise: Literal["per_config", "shared"] = "shared"
+    #: importable modules that register solvers, operators, priors or datasets into the registries
+    #: (``orchestrator.plugins``; with ``$EQUIBENCH_PLUGINS``); imported before validation, by every
+    #: actor too; not part of any config id or grid hash
+    plugins: list[str] = Field(default_factory=list, description="modules imported before validation and by every actor, "
+                               "registering solvers, operators, priors or datasets; not part of config ids")
     #: the command-line overrides (``orchestrator.overrides``) this spec was parsed with: not a field
     #: (a spec file cannot set it), recorded with the run by ``canonical``
     _overrides: tuple[str, ...] = PrivateAttr(default=())
@@ -309,6 +299,11 @@ class SweepSpec(_Model):
         return v
 
     @property
+    def unit_rows(self) -> int:
+        """Rows per work unit: ``batch_size``, or more with ``compute.max_batch`` (``orchestrator.spec_compute``)."""
+        return self.compute.unit_rows(self.batch_size)
+
+    @property
     def overrides(self) -> tuple[str, ...]:
         """The command-line overrides applied to this spec's YAML (empty: none)."""
         return self._overrides
@@ -322,6 +317,8 @@ class SweepSpec(_Model):
         """JSON-able dict of the spec (what the store records for the run); with overrides, their
         text under ``overrides`` (the values above already carry them)."""
         out = json.loads(self.model_dump_json())
+        if self.compute.is_default:  # left out while default: run records and tune ids stay as they were
+            del out["compute"]
         if self._overrides:
             out["overrides"] = list(self._overrides)
         return out

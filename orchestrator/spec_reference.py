@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 from orchestrator import spec as _spec
 
 EXAMPLE = """name: smoke                      # run id in the store: letters, digits, '_', '-', '.'
-prior: embedded                  # or {pixel: {path: ...}, latent: {path: ...}, mpe: {path: ...}}
+prior: embedded                  # or "mixture:mog8", {kind: diffusers_ldm, path: ...}, {pixel: ..., latent: ..., mpe: ...}
 dataset: {name: embedded, split: report, count: 4}
 tasks:
   - {operator: box_inpainting, sigma_y: [0.05]}
@@ -38,6 +38,10 @@ EXTRA_RULES = [
     "The spec path must be a `.yaml`/`.yml` file, not a directory.",
     "Names (solvers, operators, groups, datasets, splits) are checked against the registries: "
     "`equibench list solvers|operators|groups|metrics|datasets`.",
+    "A prior is a loader `kind` of `solvers.loaders.PRIOR_LOADERS` plus that kind's fields (`embedded`, "
+    "`<kind>:<name>`, `{kind: ..., path: ...}`); a dict without `kind` is refused, nothing is inferred from a path.",
+    "`plugins` (and `$EQUIBENCH_PLUGINS`, comma-separated) are imported before any check, by the driver and by "
+    "every actor; a module that does not import is one line: `plugins: cannot import 'x' (...)`.",
 ]
 
 

@@ -76,7 +76,7 @@ def is_hidden(name: str) -> bool:
 
 
 # ------------------------------------------------------------------------------- store paths
-_STORE_PARTS = ("results", "sets", "runs", "images")
+_STORE_PARTS = ("results", "sets", "runs", "images", "posterior")
 
 
 def check_readable(store_dir) -> Path:

@@ -50,11 +50,13 @@ def policy(value) -> str:
 
 def image_context(spec, samples: Iterable[int]) -> dict:
     """The worker context keys for images: ``save_images`` (a policy name), ``image_samples``
-    (the sample ids ``first_k`` keeps) and ``image_format``. Set metrics force ``all``."""
+    (the sample ids ``first_k`` keeps) and ``image_format``. Set metrics force ``all``, and so do
+    posterior sets (``orchestrator.posterior_sets``: a dataset with an exact posterior)."""
+    from orchestrator.posterior_sets import wanted as posterior_wanted
     from orchestrator.spec_models import SET_METRICS
 
     mode = policy(getattr(spec, "save_images", True))
-    if any(m in SET_METRICS for m in spec.metrics):
+    if any(m in SET_METRICS for m in spec.metrics) or posterior_wanted(spec):
         mode = "all"
     k = int(getattr(spec, "save_images_k", 8))
     keep = sorted(int(s) for s in samples)[:k] if mode == "first_k" else None

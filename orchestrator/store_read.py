@@ -24,15 +24,16 @@ import pyarrow.parquet as pq
 
 from orchestrator import store_files as _files
 from orchestrator import store_manifest as _manifest
-from orchestrator.schema import RESULTS_SCHEMA, SETS_SCHEMA
+from orchestrator.schema import POSTERIOR_SCHEMA, RESULTS_SCHEMA, SETS_SCHEMA
 from orchestrator.store_files import StoreWarning, check_id, check_readable, is_hidden, run_record_path
 from orchestrator.store_write import META_KEY
 
 #: Columns that identify one stored result; readers keep one row per key.
 ROW_KEY = ("run_id", "trial_id", "config_id", "sample_id")
 SET_KEY = ("run_id", "trial_id", "config_id")
-SCHEMAS = {"results": RESULTS_SCHEMA, "sets": SETS_SCHEMA}
-_REQUIRED = {"results": ("config_id", "sample_id", "status"), "sets": ("config_id", "status")}
+SCHEMAS = {"results": RESULTS_SCHEMA, "sets": SETS_SCHEMA, "posterior": POSTERIOR_SCHEMA}
+_REQUIRED = {"results": ("config_id", "sample_id", "status"), "sets": ("config_id", "status"),
+             "posterior": ("config_id", "measurement", "status")}
 
 #: path -> (size, mtime_ns, problem or None, identity dict); forgotten on every store write
 _VERIFIED: dict[str, tuple[int, int, str | None, dict]] = {}

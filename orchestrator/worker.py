@@ -2,7 +2,7 @@
 
 ``WorkerCore`` is plain Python (testable without Ray); ``Worker`` is the same class as a Ray actor
 (``max_restarts=-1, max_task_retries=-1``: a dead actor is restarted and its in-flight calls are
-re-run). Models are loaded once per actor and cached by their reference (prior space + path), so a
+re-run). Models are loaded once per actor and cached by their reference (prior space + ``PriorRef.key``), so a
 sweep over many units loads each prior, MPE autoencoder and metric network once per actor.
 
 The worker never writes the store: it returns rows and images and the driver, the single writer,
@@ -29,15 +29,18 @@ from typing import Any
 import numpy as np
 import ray
 
-from orchestrator import backend as _backend
+from orchestrator import plugins as _plugins
 from orchestrator import data as _data
+from orchestrator.metrics import registry as _metric_registry
 from orchestrator.plan import WorkUnit
 from orchestrator.problem import batch_for
 
-ROW_METRICS = ("psnr", "ssim", "lpips", "rel_l2")
-SET_METRICS = ("fid", "kid")
-#: per-row ``SolveOutput.extras`` that become store columns (RESULTS_SCHEMA); absent -> null
-EXTRA_COLUMNS = ("y_residual", "influence_grad", "influence_obj")
+#: the metrics the worker computes, from the metric registry: per row, and per config (set)
+ROW_METRICS = _metric_registry.names("image", spec=True)
+SET_METRICS = _metric_registry.names("set")
+#: per-row ``SolveOutput.extras`` that become store columns (RESULTS_SCHEMA); absent -> null: the metrics the
+#: solver reports itself (``MetricInfo.from_solver``: y_residual) and the lambda influence ratios
+EXTRA_COLUMNS = tuple(n for n, m in _metric_registry.METRICS.items() if m.from_solver) + ("influence_grad", "influence_obj")
 
 
 # ------------------------------------------------------------------------------ small builders
@@ -64,7 +67,7 @@ def build_metrics(device, weights: dict | None, names=None, set_names=None):
 
     weights = weights or {}
     named = {k: tuple(v) for k, v in (("names", names), ("set_names", set_names)) if v is not None}
-    return Metrics(device, lpips_weights=weights.get("lpips"), inception_weights=weights.get("inception"), **named)
+    return Metrics(device, weights=weights, **named)
 
 
 def warning_records(caught) -> list[dict]:
@@ -79,38 +82,45 @@ def warning_records(caught) -> list[dict]:
     return out
 
 
-def prior_loader_spec(space: str, path: str):
-    """The ``solvers.loaders.load_prior`` argument for a spec's prior reference."""
-    if path == "embedded":
-        return f"embedded:{space}"
-    if path.endswith((".pt", ".pth")):
-        return {"kind": "guided_diffusion", "path": path}
-    return {"kind": "diffusers_ldm" if space == "latent" else "diffusers_pixel", "path": path}
+def load_prior(space: str, key: str):
+    """A prior (with its autoencoder for latent ones) from a config's prior (``PriorRef.key``) in ``space``."""
+    from orchestrator.spec_priors import PriorRef
+    from solvers.loaders import load_prior as load
 
-
-def load_prior(be, space: str, path: str):
-    """A prior (with its autoencoder for latent ones) from a spec's reference, via the backend."""
-    return be.load_prior(prior_loader_spec(space, path))
+    return load(PriorRef.from_key(key).loader_spec(space))
 
 
 # ----------------------------------------------------------------------------------- the core
 class WorkerCore:
     """Loads models lazily, once, and runs units (see the module docstring)."""
 
-    def __init__(self, backend: str | None = None, threads: int = 1, use_gpu: bool = False,
-                 metric_weights: dict | None = None, name: str = "worker"):
+    def __init__(self, plugins=(), threads: int = 1, use_gpu: bool = False,
+                 metric_weights: dict | None = None, name: str = "worker", compute: dict | None = None):
         with warnings.catch_warnings(record=True) as caught:  # returned with the first result
-            self._setup(backend, threads, use_gpu, metric_weights, name)
+            self._setup(plugins, threads, use_gpu, metric_weights, name)
+            self._setup_compute(compute)
         self._warnings = warning_records(caught)
 
-    def _setup(self, backend, threads, use_gpu, metric_weights, name) -> None:
+    def _setup_compute(self, compute: dict | None) -> None:
+        """The spec's ``compute`` settings of this actor (``ComputeSpec.actor_options``): compile and
+        channels_last for the networks it loads, ``max_batch`` for its solver calls (``gpu_batch``)."""
+        from orchestrator.gpu_batch import BatchFitter
+
+        self.compute = {"compile": None, "channels_last": False, "max_batch": None, **(compute or {})}
+        self.fitter = BatchFitter(self.compute["max_batch"])
+
+    def _setup(self, plugins, threads, use_gpu, metric_weights, name) -> None:
         import torch
+
+        if use_gpu and not torch.cuda.is_available():  # never a silent CPU run of a GPU actor
+            raise RuntimeError(f"resources.num_gpus > 0 but torch.cuda.is_available() is False in actor {name} on "
+                               f"{socket.gethostname()} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, "
+                               f"torch {torch.__version__}); allowed: num_gpus 0 for CPU actors, or a CUDA build of torch")
 
         torch.set_num_threads(int(threads))  # Ray sets OMP_NUM_THREADS=1: be explicit either way
         self.threads = int(threads)
-        self.backend_path = backend
-        self.be = _backend.resolve(backend)
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.plugins = _plugins.load(plugins)  # before any unit: its solvers, operators, priors are theirs
+        self.device = torch.device("cuda" if use_gpu else "cpu")
         self.metric_weights = dict(metric_weights or {})
         self.name = f"{name}@{socket.gethostname()}:{os.getpid()}"
         self._priors: dict[tuple[str, str], Any] = {}
@@ -118,14 +128,18 @@ class WorkerCore:
         self.loads = 0  # how many models this process loaded (tests assert "once")
 
     # -- caches
-    def prior(self, space: str, path: str):
-        key = (space, path)
+    def prior(self, space: str, ref: str):
+        key = (space, ref)
         if key not in self._priors:
-            prior = load_prior(self.be, space, path)
+            prior = load_prior(space, ref)
             if hasattr(prior, "to"):
                 prior = prior.to(self.device)
             if hasattr(prior, "eval"):
                 prior.eval()
+            if self.compute["compile"] or self.compute["channels_last"]:
+                from solvers import precision as _precision
+
+                _precision.prepare(prior, compile=self.compute["compile"], channels_last=self.compute["channels_last"])
             self._priors[key] = prior
             self.loads += 1
         return self._priors[key]
@@ -155,7 +169,8 @@ class WorkerCore:
         import torch
 
         return {"name": self.name, "pid": os.getpid(), "loads": self.loads, "threads": torch.get_num_threads(),
-                "device": str(self.device), "priors": [list(k) for k in self._priors]}
+                "device": str(self.device), "priors": [list(k) for k in self._priors],
+                "compute": dict(self.compute), "batch_fits": self.fitter.fits(), "batch_probes": self.fitter.probes}
 
     # -- one unit
     def run_unit(self, unit: WorkUnit, context: dict | None = None) -> dict:
@@ -177,7 +192,7 @@ class WorkerCore:
         error = None
         metrics: dict[str, list] = {}
         try:
-            x_true, y, op, batch_out = self._solve(unit)
+            x_true, y, op, batch_out = self._solve_chunked(unit)
             out, naive = batch_out
             x_hat = out.x
             status = [str(s) for s in out.status]
@@ -209,17 +224,42 @@ class WorkerCore:
             images = select_images(self._images(unit, x_hat, naive, x_true), context)
         return {"unit_id": unit.unit_id, "rows": out_rows, "images": images, "wall_s": wall, "worker": self.name}
 
-    def _solve(self, unit: WorkUnit):
+    def _solve_chunked(self, unit: WorkUnit):
+        """``_solve`` in chunks that fit the device under ``compute.max_batch`` (``orchestrator.gpu_batch``);
+        with several chunks the measurement returned is the whole unit's (rebuilt: same seeds, same rows)."""
+        if not self.fitter.active:
+            return self._solve(unit)
+        import dataclasses
+
+        from orchestrator.gpu_batch import merge_outputs, signature
+
+        def sub(rows):
+            return dataclasses.replace(unit, rows=list(rows))
+
+        parts = self.fitter.run(signature(unit.group), unit.rows, lambda rows: self._solve(sub(rows)),
+                                lambda rows: self._solve(sub(rows), num_steps=1))
+        if len(parts) == 1:
+            return parts[0]
+        m = batch_for(unit, None, self.device)[0]
+        return m.x_true, m.y, m.operator, (merge_outputs([p[3][0] for p in parts]), m.naive)
+
+    def _solve(self, unit: WorkUnit, num_steps: int | None = None):
         g = unit.group
-        entry = self.be.SOLVERS.get(g["solver"])
+        from solvers import SOLVERS, precision, solve
+
+        entry = SOLVERS.get(g["solver"])
         # a solver that needs no prior (classical baselines) gets none: nothing is loaded for it
         prior = self.prior(g["prior_space"], g["prior"]) if getattr(entry, "needs_prior", True) else None
         autoencoder = None
         if g["reg_kind"] != "none" and g["mpe_prior"] is not None:
             autoencoder = getattr(self.prior("latent", g["mpe_prior"]), "autoencoder", None)
-        m, batch, reg = batch_for(unit, autoencoder, self.device, self.be)
-        out = self.be.solve(g["solver"], prior, batch, int(g["num_steps"]), regularizer=reg,
-                            options=dict(g["solver_options"]))
+        m, batch, reg = batch_for(unit, autoencoder, self.device)
+        prec = g.get("precision", "fp32")  # compute.precision: networks in autocast, the rest (and metrics) fp32
+        if prec != "fp32":
+            precision.prepare(prior, autoencoder=autoencoder)  # idempotent: wraps what is not wrapped yet
+        with precision.autocast(prec):
+            out = solve(g["solver"], prior, batch, int(num_steps or g["num_steps"]), regularizer=reg,
+                        options=dict(g["solver_options"]))
         return m.x_true, m.y, m.operator, (out, m.naive)
 
     def _row_metrics(self, x_hat, x_true, naive, out, op, y, names) -> dict[str, list]:
@@ -268,7 +308,7 @@ class WorkerCore:
 
     # -- set metrics
     def set_metrics(self, x_hat: np.ndarray, x_true: np.ndarray, names=SET_METRICS) -> dict:
-        """``{"fid", "kid_mean", "kid_std", "error"}`` over a config's images (None: not computed), and
+        """``{set column (fid, kid_mean, kid_std, ...), "error"}`` over a config's images (None: not computed), and
         ``warnings`` (as ``run_unit``)."""
         with warnings.catch_warnings(record=True) as caught:
             result = self._set_metrics(x_hat, x_true, names)
@@ -278,13 +318,14 @@ class WorkerCore:
     def _set_metrics(self, x_hat, x_true, names) -> dict:
         import torch
 
-        result = {"fid": None, "kid_mean": None, "kid_std": None, "error": None}
+        columns = _metric_registry.columns("set")
+        result = {**{c: None for c in columns}, "error": None}
         m = self.metrics_for(names)
         xh = torch.as_tensor(np.asarray(x_hat, dtype=np.float32), device=self.device)
         xt = torch.as_tensor(np.asarray(x_true, dtype=np.float32), device=self.device)
         try:
             got = m.set_metrics(xh, xt) or {}
-            for k in ("fid", "kid_mean", "kid_std"):
+            for k in columns:
                 result[k] = _to_list(got.get(k), 1)[0]
         except Exception as exc:  # noqa: BLE001
             result["error"] = f"{type(exc).__name__}: {exc}"

@@ -224,7 +224,12 @@ def _annealed_sampler(ctx):
     lr0 = ctx.param("step_size") if has_lr else torch.full((ctx.B,), float(st.step_size), device=ctx.device,
                                                              dtype=ctx.dtype)
     sig = annealing_levels(float(opts["sigma_max"]), float(opts["sigma_min"]), N, float(opts["rho"]), opts["grid"])
+    sig = sig.tolist()  # Python floats: the loop reads no tensor (no host sync per level)
     ratios = lr_ratios(N, opts["grid"])
+    M = int(opts["ode_steps"])
+    # every level's ODE grid, moved to the rows' device once (a per-level copy is a host-to-device sync)
+    ode_grids = torch.stack([karras_sigmas(s, float(opts["ode_sigma_min"]), M + 1, float(opts["rho"])) for s in sig]
+                            ).to(ctx.device) if M > 0 else None
     reg = ctx.regularizer
     if reg is not None:
         reg.sigma_max = float(opts["sigma_max"])  # noise_sigma is relative to the annealing maximum
@@ -250,16 +255,15 @@ def _annealed_sampler(ctx):
             g, = torch.autograd.grad(term.value.sum(), xi)
         return g, term.applied
 
-    x = initial_noise(prior, ctx.generators, ctx.dtype, ctx.device) * float(sig[0])
+    x = initial_noise(prior, ctx.generators, ctx.dtype, ctx.device) * sig[0]
     x0 = x
     hmc_v = algo == "hmc" and K > 0
     noise = _RowNoise(x, ctx.generators, N * (K + int(hmc_v)) + N - 1)
     for k in range(N):
-        s = float(sig[k])
+        s = sig[k]
         with torch.no_grad():
-            if int(opts["ode_steps"]) > 0:
-                ode = karras_sigmas(s, float(opts["ode_sigma_min"]), int(opts["ode_steps"]) + 1, float(opts["rho"]))
-                x0_hat = pf_ode_euler(prior, x, ode)
+            if M > 0:
+                x0_hat = pf_ode_euler(prior, x, ode_grids[k])
             else:
                 x0_hat = prior.denoise(x, torch.full((ctx.B,), s, dtype=torch.float64, device=ctx.device))
         x0_hat = ctx.monitor.guard(x0_hat.detach(), x0)  # x0 = x at the first level
@@ -286,7 +290,7 @@ def _annealed_sampler(ctx):
             xm = ctx.monitor.guard(new.detach(), xm)
         x0 = xm
         if k + 1 < N:
-            x = ctx.monitor.guard(x0 + float(sig[k + 1]) * noise.next(), x)
+            x = ctx.monitor.guard(x0 + sig[k + 1] * noise.next(), x)
     write_influence(ctx)
     return x0.detach()
 

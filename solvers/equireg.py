@@ -235,10 +235,15 @@ class EquiReg:
         draw -- when the schedule is off at this step. Decided without a host sync: a schedule whose
         factor is a tensor (the noise schedules, positive at every noise level) is evaluated and
         masked per row. Rows with ``lam = 0`` contribute exactly zero."""
+        if sigma is not None and not torch.is_tensor(sigma):  # a level given as a number (DAPS): on the device,
+            sigma = torch.full((), float(sigma), dtype=torch.get_default_dtype(), device=x.device)  # as as_tensor
         fac = self._factor(step, num_steps, sigma)
         if not torch.is_tensor(fac) and fac <= 0:
             return None
-        fac = torch.as_tensor(fac, dtype=x.dtype).to(x.device).expand(x.shape[0])
+        if torch.is_tensor(fac):  # already on the rows' device when sigma is (a step's (B,) noise level)
+            fac = fac.to(device=x.device, dtype=x.dtype).expand(x.shape[0])
+        else:  # a Python number: filled on the device (a CPU tensor moved there would be a host-to-device sync)
+            fac = torch.full((x.shape[0],), float(fac), dtype=x.dtype, device=x.device)
         w = self.lam.to(device=x.device, dtype=x.dtype) * fac
         r = self.raw(x)
         return PenaltyTerm(torch.where(w > 0, w.to(r.dtype) * r, torch.zeros_like(r)), fac > 0)

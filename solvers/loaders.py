@@ -22,8 +22,15 @@ kind                spec keys (besides ``kind``)
                     were trained).
 ==================  ==========================================================================
 
-The string shorthand ``"embedded:pixel"`` / ``"embedded:latent"`` is accepted too. Every spec may
-also give ``device`` and ``dtype``, and all but ``embedded`` a display ``name`` (``float32`` default). ``load_autoencoder(spec)`` does
+``mixture`` (``solvers.mixture.loader``): ``name`` (a world), ``space`` (``pixel`` | ``latent``).
+
+Each kind is a ``PriorLoader`` in ``PRIOR_LOADERS`` (``register_prior``; plugins add their own): its
+``fields`` (an unknown key is an error naming the allowed ones), the ``spaces`` it provides, the key
+a sweep's prior slot sets (``space_key``: ``name`` for embedded, ``space`` for mixture) and
+``info(spec)``: image size, channels and the files it reads, from config files alone (spec checks).
+The string shorthand ``"<kind>"`` / ``"<kind>:<name>"`` (``"embedded:pixel"``, ``"mixture:mog8"``) is
+accepted too; nothing is inferred from a path. Every spec may also give ``device`` and ``dtype``
+(``float32`` default), and all but ``embedded`` and ``mixture`` a display ``name``. ``load_autoencoder(spec)`` does
 the same for MPE functions, kinds in ``AUTOENCODER_LOADERS``: ``sd_vae`` (Stable Diffusion v1.5's
 AutoencoderKL, scale 0.18215 unless its config or the spec says otherwise; ``path`` is the
 ``vae/`` directory or a pipeline directory holding it), ``diffusers_vae`` (any AutoencoderKL or
@@ -53,9 +60,8 @@ differentiate with respect to their inputs only).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -63,11 +69,11 @@ import torch
 from torch import nn
 
 from .guided_unet import GUIDED_CONFIGS, GuidedUNet, GuidedUNetConfig
-from .priors import Autoencoder, LatentPrior, Prior, UNetPrior, VPSchedule
+from .priors import Autoencoder, Prior, UNetPrior, VPSchedule
 
 __all__ = [
-    "load_prior", "load_autoencoder", "PRIOR_LOADERS", "AUTOENCODER_LOADERS", "EMBEDDED_ROOT",
-    "GUIDED_FILENAMES", "KLCodec", "VQCodec", "load_guided_unet",
+    "load_prior", "load_autoencoder", "PRIOR_LOADERS", "AUTOENCODER_LOADERS", "EMBEDDED_ROOT", "PriorLoader",
+    "register_prior", "parse_ref", "prior_info", "GUIDED_FILENAMES", "KLCodec", "VQCodec", "load_guided_unet",
 ]
 
 #: Where the project's own tiny models live (written by ``equibench train-embedded``).
@@ -80,14 +86,63 @@ GUIDED_FILENAMES = {
     "256x256_diffusion_uncond.pt": "imagenet256",
 }
 
-PRIOR_LOADERS: dict[str, Callable[[dict], Prior]] = {}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+#: keys every loader spec may carry besides its kind's own fields
+COMMON_FIELDS = ("kind", "device", "dtype")
+
+
+@dataclass(frozen=True)
+class PriorLoader:
+    """A prior kind: ``load(spec) -> Prior`` and what checks need without loading (module docstring).
+
+    ``info(spec) -> {"image_size": int | None, "channels": int | None, "files": [Path, ...]}`` reads
+    config files only. ``required`` fields must be given; ``space_key`` (None: the kind provides its
+    one space) is the spec key a sweep's prior slot (pixel / latent) fills in.
+    """
+
+    kind: str
+    load: Callable[[dict], Prior]
+    info: Callable[[dict], dict]
+    fields: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    spaces: tuple[str, ...] = ("pixel",)
+    space_key: str | None = None
+
+    def __call__(self, spec: dict) -> Prior:
+        return self.load(spec)
+
+    def spec_for(self, fields: dict, space: str) -> dict:
+        """The loader spec of a sweep prior slot: the kind, its fields and the slot's space."""
+        return {"kind": self.kind, **fields, **({self.space_key: space} if self.space_key else {})}
+
+    def check(self, spec: dict) -> None:
+        """``ValueError`` for an unknown or missing key of ``spec`` (before any file is read)."""
+        unknown = sorted(set(spec) - set(self.fields) - set(COMMON_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown} for prior kind {self.kind!r}; allowed: {list(self.fields)}")
+        missing = [f for f in self.required if f not in spec]
+        if missing:
+            raise ValueError(f"prior kind {self.kind!r} needs {missing}, got keys {sorted(spec)}")
+
+
+PRIOR_LOADERS: dict[str, PriorLoader] = {}
 AUTOENCODER_LOADERS: dict[str, Callable[[dict], Autoencoder]] = {}
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
-_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
-                 "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
-_SUPPORTED_PREDICTION = ("epsilon",)
-_HAVE_ACCELERATE = importlib.util.find_spec("accelerate") is not None  # else diffusers nags on every load
+
+def register_prior(kind: str, *, info: Callable[[dict], dict], fields=(), required=(), spaces=("pixel",),
+                   space_key: str | None = None):
+    """Decorator registering ``fn(spec) -> Prior`` as prior kind ``kind`` (see ``PriorLoader``)."""
+    bad = sorted(set(spaces) - {"pixel", "latent"})
+    if not spaces or bad:
+        raise ValueError(f"prior kind {kind!r}: spaces must be a non-empty subset of ('pixel', 'latent'), got {spaces}")
+    if len(spaces) > 1 and space_key is None:
+        raise ValueError(f"prior kind {kind!r} provides {spaces}: give the space_key its spec selects one with")
+
+    def deco(fn):
+        PRIOR_LOADERS[kind] = PriorLoader(kind, fn, info, tuple(fields), tuple(required), tuple(spaces), space_key)
+        return fn
+
+    return deco
 
 
 def _register(table: dict, name: str):
@@ -98,25 +153,46 @@ def _register(table: dict, name: str):
 
 
 # --------------------------------------------------------------------------- public entry points
+def parse_ref(text: str) -> dict:
+    """The shorthand ``"<kind>"`` or ``"<kind>:<name>"`` as a spec dict (the kind is not checked here)."""
+    kind, sep, name = str(text).partition(":")
+    if not kind or (sep and not name):
+        raise ValueError(f"a prior shorthand is '<kind>' or '<kind>:<name>', got {text!r}")
+    return {"kind": kind, **({"name": name} if sep else {})}
+
+
 def _normalize_spec(spec: dict | str) -> dict:
     if isinstance(spec, str):
-        kind, _, name = spec.partition(":")
-        spec = {"kind": kind, **({"name": name} if name else {})}
+        spec = parse_ref(spec)
     if not isinstance(spec, dict) or "kind" not in spec:
-        raise ValueError(f"a loader spec is a dict with a 'kind' key (or 'embedded:pixel'), got {spec!r}")
+        raise ValueError(f"a loader spec is a dict with a 'kind' key (or '<kind>:<name>'), got {spec!r}")
     if spec.get("dtype", "float32") not in _DTYPES:  # checked before any file is read
         raise ValueError(f"unknown dtype {spec['dtype']!r}; allowed: {sorted(_DTYPES)}")
     return dict(spec)
 
 
-def load_prior(spec: dict | str, device: torch.device | str | None = None) -> Prior:
-    """Build the prior ``spec`` describes (see the module docstring), on ``device``."""
+def prior_loader(spec: dict | str) -> tuple[PriorLoader, dict]:
+    """The kind's ``PriorLoader`` and the normalized, checked spec; ``ValueError`` naming the allowed kinds."""
     spec = _normalize_spec(spec)
     kind = spec["kind"]
     if kind not in PRIOR_LOADERS:
         hint = " (an autoencoder kind: use load_autoencoder)" if kind in AUTOENCODER_LOADERS else ""
         raise ValueError(f"unknown prior kind {kind!r}{hint}; allowed: {sorted(PRIOR_LOADERS)}")
-    prior = PRIOR_LOADERS[kind](spec)
+    loader = PRIOR_LOADERS[kind]
+    loader.check(spec)
+    return loader, spec
+
+
+def prior_info(spec: dict | str) -> dict:
+    """``PriorLoader.info`` of ``spec``: image size, channels, files; nothing is loaded."""
+    loader, spec = prior_loader(spec)
+    return loader.info(spec)
+
+
+def load_prior(spec: dict | str, device: torch.device | str | None = None) -> Prior:
+    """Build the prior ``spec`` describes (see the module docstring), on ``device``."""
+    loader, spec = prior_loader(spec)
+    prior = loader(spec)
     prior.source = {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.items()}
     return _finish(prior, spec, device)
 
@@ -160,237 +236,13 @@ def _read_json(path: Path, what: str) -> dict:
         raise ValueError(f"{what}: {path} is not valid JSON ({exc})") from exc
 
 
-def _weights_file(folder: Path) -> Path:
-    for name in _WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"diffusers weights: file not found: {folder / _WEIGHT_FILES[0]} "
-                            f"(nor {', '.join(_WEIGHT_FILES[1:])})")
-
-
 def _first_keys(keys, n: int = 5) -> str:
     keys = list(keys)
     more = f" ... ({len(keys)} in all)" if len(keys) > n else ""
     return ", ".join(map(str, keys[:n])) + more
 
 
-def _diffusers_classes() -> dict[str, type]:
-    from diffusers import AutoencoderKL, UNet2DModel, VQModel
-    return {"UNet2DModel": UNet2DModel, "VQModel": VQModel, "AutoencoderKL": AutoencoderKL}
-
-
-def _load_diffusers(folder: Path, allowed: tuple[str, ...]) -> tuple[nn.Module, dict]:
-    """Load a diffusers model folder strictly; returns (model, raw config.json dict).
-
-    The class comes from the config's ``_class_name`` and must be one of ``allowed``.
-    """
-    cfg_path = folder / "config.json"
-    cfg = _read_json(cfg_path, "diffusers model config")
-    cls_name = cfg.get("_class_name")
-    if cls_name not in allowed:
-        raise ValueError(f"{cfg_path}: _class_name {cls_name!r} is not one of {list(allowed)}")
-    weights = _weights_file(folder)
-    cls = _diffusers_classes()[cls_name]
-    try:
-        model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
-                                          low_cpu_mem_usage=_HAVE_ACCELERATE)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{weights}: does not load into {cls_name} as configured in {cfg_path}: "
-                         f"{str(exc)[:800]}") from exc
-    problems = []
-    for label in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
-        if info.get(label):
-            problems.append(f"{label.replace('_', ' ')}: {_first_keys(info[label])}")
-    if problems:
-        raise ValueError(f"{weights}: state dict does not match {cls_name} ({cfg_path}); " + "; ".join(problems))
-    return model, cfg
-
-
-def _load_schedule(folder: Path) -> VPSchedule:
-    cfg_path = folder / "scheduler_config.json"
-    cfg = _read_json(cfg_path, "diffusers scheduler config")
-    pred = cfg.get("prediction_type", "epsilon")
-    if pred not in _SUPPORTED_PREDICTION:
-        raise ValueError(f"{cfg_path}: prediction_type {pred!r} is not supported; allowed: {list(_SUPPORTED_PREDICTION)}")
-    try:
-        return VPSchedule.from_diffusers_config(cfg)
-    except ValueError as exc:
-        raise ValueError(f"{cfg_path}: {exc}") from exc
-
-
-def _hw(size) -> tuple[int, int]:
-    if isinstance(size, (list, tuple)):
-        return int(size[0]), int(size[-1])
-    return int(size), int(size)
-
-
-# --------------------------------------------------------------------------- autoencoders
-class KLCodec(nn.Module):
-    """A diffusers ``AutoencoderKL`` as a deterministic map: ``encode`` returns the posterior mean.
-
-    The mean (not a sample) keeps the MPE function and latent initialisations deterministic per row.
-    """
-
-    def __init__(self, vae: nn.Module):
-        super().__init__()
-        self.vae = vae
-
-    def encode(self, x):
-        return self.vae.encode(x).latent_dist.mode()
-
-    def decode(self, z):
-        return self.vae.decode(z).sample
-
-
-class VQCodec(nn.Module):
-    """A diffusers ``VQModel``: ``encode`` gives the pre-quantisation latents (as LDM's
-    ``VQModelInterface.encode``); ``decode`` quantises first unless ``quantize=False`` (the
-    quantiser passes gradients straight through)."""
-
-    def __init__(self, vae: nn.Module, quantize: bool = True):
-        super().__init__()
-        self.vae, self.quantize = vae, bool(quantize)
-
-    def encode(self, x):
-        return self.vae.encode(x).latents
-
-    def decode(self, z):
-        return self.vae.decode(z, force_not_quantize=not self.quantize).sample
-
-
-def _codec_kl(vae, cfg, spec):
-    return KLCodec(vae), cfg.get("latent_channels", 4)
-
-
-def _codec_vq(vae, cfg, spec):
-    return VQCodec(vae, spec.get("vq_quantize", True)), cfg.get("vq_embed_dim") or cfg.get("latent_channels", 3)
-
-
-#: Per autoencoder class: the codec wrapper, whether ``config.json``'s ``scaling_factor`` means
-#: anything, and the scale when nothing else gives one. diffusers' LDM pipelines never apply a
-#: VQModel's ``scaling_factor`` (whose default 0.18215 every saved VQ config now carries), so VQ
-#: latents are unscaled (1.0, as LDM-VQ-4 was trained) unless the spec says otherwise.
-_CODECS: dict[str, tuple[Callable, bool, float | None]] = {
-    "AutoencoderKL": (_codec_kl, True, None),
-    "VQModel": (_codec_vq, False, 1.0),
-}
-
-
-def _build_autoencoder(folder: Path, spec: dict, default_scale: float | None = None,
-                       scale_file: Path | None = None) -> Autoencoder:
-    vae, cfg = _load_diffusers(folder, tuple(_CODECS))
-    make, config_scale_counts, family_default = _CODECS[cfg["_class_name"]]
-    codec, latent_ch = make(vae, cfg, spec)
-    candidates = [
-        ("spec", spec.get("scale")),
-        (str(folder / "config.json"), cfg.get("scaling_factor") if config_scale_counts else None),
-        ("default", default_scale),
-        (f"{cfg['_class_name']} default", family_default),
-    ]
-    if scale_file is not None:
-        candidates.insert(0, (str(scale_file), _read_json(scale_file, "latent scale").get("scale")))
-    where, scale = next(((w, v) for w, v in candidates if v is not None), ("nowhere", None))
-    try:
-        ok = scale is not None and math.isfinite(float(scale)) and float(scale) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{folder / 'config.json'}: no usable latent scale (got {scale!r} from {where}); "
-                         "give the spec a 'scale'")
-    factor = 2 ** (len(cfg.get("block_out_channels", [0])) - 1)
-    h, w = _hw(spec.get("image_size", cfg.get("sample_size", 256)))
-    ae = Autoencoder(codec.encode, codec.decode, latent_shape=(int(latent_ch), h // factor, w // factor),
-                     image_shape=(int(cfg.get("in_channels", 3)), h, w), modules=codec, scale=float(scale))
-    ae.source = {"path": str(folder), "class": cfg["_class_name"], "scale": float(scale), "scale_from": str(where)}
-    return ae
-
-
-def _ldm_autoencoder_dir(root: Path, spec: dict) -> Path:
-    names = [spec["autoencoder_subfolder"]] if spec.get("autoencoder_subfolder") else ["vqvae", "vae"]
-    for name in names:
-        if (root / name / "config.json").is_file():
-            return root / name
-    raise FileNotFoundError(f"LDM first stage: file not found: {root / names[0] / 'config.json'}"
-                            + (f" (nor {root / names[1] / 'config.json'})" if len(names) > 1 else ""))
-
-
-@_register(AUTOENCODER_LOADERS, "sd_vae")
-def _ae_sd_vae(spec: dict) -> Autoencoder:
-    path = _spec_path(spec)
-    folder = path if (path / "config.json").is_file() or not (path / "vae").is_dir() else path / "vae"
-    return _build_autoencoder(folder, spec, default_scale=0.18215)
-
-
-@_register(AUTOENCODER_LOADERS, "diffusers_vae")
-def _ae_diffusers(spec: dict) -> Autoencoder:
-    return _build_autoencoder(_spec_path(spec), spec)
-
-
-@_register(AUTOENCODER_LOADERS, "diffusers_ldm")
-def _ae_ldm(spec: dict) -> Autoencoder:
-    root = _spec_path(spec)
-    return _build_autoencoder(_ldm_autoencoder_dir(root, spec), spec)
-
-
-@_register(AUTOENCODER_LOADERS, "embedded")
-def _ae_embedded(spec: dict) -> Autoencoder:
-    root = Path(spec.get("root", EMBEDDED_ROOT)) / "latent"
-    return _build_autoencoder(root / "vae", spec, scale_file=root / "latent_scale.json")
-
-
-# --------------------------------------------------------------------------- priors
-def _load_unet(folder: Path) -> tuple[nn.Module, dict]:
-    return _load_diffusers(folder, ("UNet2DModel",))
-
-
-def _pixel_prior(root: Path, name: str) -> UNetPrior:
-    unet, cfg = _load_unet(root / "unet")
-    schedule = _load_schedule(root / "scheduler")
-    h, w = _hw(cfg.get("sample_size", 32))
-    return UNetPrior(unet, schedule, (int(cfg.get("in_channels", 3)), h, w), name=name)
-
-
-def _latent_prior(root: Path, ae: Autoencoder, name: str) -> LatentPrior:
-    unet, cfg = _load_unet(root / "unet")
-    schedule = _load_schedule(root / "scheduler")
-    c, h, w = int(cfg.get("in_channels", 3)), *_hw(cfg.get("sample_size", ae.latent_shape[1]))
-    if c != ae.latent_shape[0]:
-        raise ValueError(f"{root / 'unet' / 'config.json'}: in_channels {c} != the autoencoder's "
-                         f"{ae.latent_shape[0]} latent channels")
-    factor = ae.image_shape[1] // ae.latent_shape[1]
-    ae.latent_shape = (c, h, w)
-    ae.image_shape = (ae.image_shape[0], h * factor, w * factor)
-    return LatentPrior(unet, ae, schedule, name=name)
-
-
-#: The project's own models by name: each builds its prior from the weights root.
-_EMBEDDED_PRIORS: dict[str, Callable[[Path], Prior]] = {
-    "pixel": lambda root: _pixel_prior(root / "pixel", "embedded:pixel"),
-    "latent": lambda root: _latent_prior(root / "latent", _ae_embedded({"root": root}), "embedded:latent"),
-}
-
-
-@_register(PRIOR_LOADERS, "embedded")
-def _prior_embedded(spec: dict) -> Prior:
-    which = spec.get("name")
-    if which not in _EMBEDDED_PRIORS:
-        raise ValueError(f"embedded prior name must be one of {sorted(_EMBEDDED_PRIORS)}, got {which!r}")
-    return _EMBEDDED_PRIORS[which](Path(spec.get("root", EMBEDDED_ROOT)))
-
-
-@_register(PRIOR_LOADERS, "diffusers_pixel")
-def _prior_diffusers_pixel(spec: dict) -> Prior:
-    root = _spec_path(spec)
-    return _pixel_prior(root, spec.get("name", f"diffusers_pixel:{root.name}"))
-
-
-@_register(PRIOR_LOADERS, "diffusers_ldm")
-def _prior_diffusers_ldm(spec: dict) -> Prior:
-    root = _spec_path(spec)
-    ae = _build_autoencoder(_ldm_autoencoder_dir(root, spec), spec)
-    return _latent_prior(root, ae, spec.get("name", f"diffusers_ldm:{root.name}"))
-
-
+# --------------------------------------------------------------------------- guided diffusion
 def _guided_config(spec: dict, path: Path) -> tuple[str, GuidedUNetConfig]:
     cfg = spec.get("config")
     overrides: dict = {}
@@ -434,7 +286,13 @@ def load_guided_unet(path: str | Path, config: GuidedUNetConfig) -> GuidedUNet:
     return model.float()
 
 
-@_register(PRIOR_LOADERS, "guided_diffusion")
+def _guided_info(spec: dict) -> dict:
+    path = _spec_path(spec)
+    _, config = _guided_config(spec, path)
+    return {"image_size": config.image_size, "channels": config.in_channels, "files": [path]}
+
+
+@register_prior("guided_diffusion", info=_guided_info, fields=("path", "name", "config", "schedule"), required=("path",))
 def _prior_guided(spec: dict) -> Prior:
     path = _spec_path(spec)
     preset, config = _guided_config(spec, path)
@@ -447,6 +305,8 @@ def _prior_guided(spec: dict) -> Prior:
     return prior
 
 
-# The exact-posterior world's priors and autoencoders (kind ``mixture``: built from a world's
-# parameters, no files), registered by their own module.
+# The diffusers-folder kinds (embedded, diffusers_pixel, diffusers_ldm and the autoencoders) and the
+# exact-posterior world's (kind ``mixture``: built from a world's parameters, no files) register
+# from their own modules.
+from solvers.loaders_diffusers import KLCodec, VQCodec  # noqa: E402,F401
 from solvers.mixture import loader as _mixture_loader  # noqa: E402,F401

@@ -33,6 +33,10 @@ class VPSchedule:
         self.alphas_cumprod = torch.cumprod(1.0 - betas, 0)
         self.sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
         self._log_sigmas = self.sigmas.log()
+        #: ``alpha_bar`` as Python floats: per-step lookups read these, never a tensor (no host sync)
+        self.abar_values = self.alphas_cumprod.tolist()
+        self._on_device: dict = {}  # device -> log sigmas there (copied once, not per step)
+        self._sigma_range = (float(self.sigmas[0]), float(self.sigmas[-1]))  # read per step: Python floats
         self.kind = kind
         self.meta = meta
 
@@ -71,19 +75,28 @@ class VPSchedule:
 
     @property
     def sigma_min(self) -> float:
-        return float(self.sigmas[0])
+        return self._sigma_range[0]
 
     @property
     def sigma_max(self) -> float:
-        return float(self.sigmas[-1])
+        return self._sigma_range[1]
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         """Noise level at (possibly fractional) timesteps ``t``; same device/shape as ``t``."""
         tf = torch.as_tensor(t).to(torch.float64).clamp(0, self.T - 1)
         lo = tf.floor().long().clamp(max=self.T - 2)
         w = tf - lo.to(torch.float64)
-        ls = self._log_sigmas.to(tf.device)
+        ls = self._log_sigmas_on(tf.device)
         return (ls[lo] * (1 - w) + ls[lo + 1] * w).exp()
+
+    def _log_sigmas_on(self, device) -> torch.Tensor:
+        """``log sigma`` on ``device``, copied there once (a per-call copy is a host-to-device sync on CUDA)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self._log_sigmas
+        if device not in self._on_device:
+            self._on_device[device] = self._log_sigmas.to(device)
+        return self._on_device[device]
 
     def abar(self, t: torch.Tensor) -> torch.Tensor:
         """``alpha_bar`` at (possibly fractional) timesteps ``t`` (float64)."""
@@ -92,7 +105,7 @@ class VPSchedule:
     def timestep_for_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
         """The fractional timestep whose noise level is ``sigma`` (clamped to the schedule's range)."""
         s = torch.as_tensor(sigma, dtype=torch.float64)
-        ls = self._log_sigmas.to(s.device)
+        ls = self._log_sigmas_on(s.device)
         x = s.clamp(self.sigma_min, self.sigma_max).log()
         hi = torch.searchsorted(ls, x.contiguous()).clamp(1, self.T - 1)
         lo = hi - 1

@@ -56,6 +56,7 @@ import torch
 
 from solvers.api import register_solver
 from solvers.equireg import split_grad, write_influence
+from solvers.hostflag import StopFlag
 from solvers.rng import randn_like_rows
 from solvers.sampler import abar_rows, ddim_step, guided_loop, initial_noise, timestep_grid, tweedie
 
@@ -102,6 +103,12 @@ def _z0(prior, z_t, t, eps, kind):
     return (z_t - (1 - a) * eps) / a.sqrt()
 
 
+def adamw_options(device: torch.device) -> dict:
+    """AdamW's extra options on ``device``: ``capturable`` on CUDA keeps its step counter on the device
+    (the default keeps it on the host and reads it with ``.item()`` every step: a host sync)."""
+    return {"capturable": True} if torch.device(device).type == "cuda" else {}
+
+
 def optimize_rows(init: torch.Tensor, objective, *, lr: float, iters: int, stop_below: float,
                   plateau: int | None = None, weight_decay: float = 0.01, penalty=None, meter=None) -> torch.Tensor:
     """Per-row AdamW on ``objective(v) [+ penalty(v).value] -> (B,)`` from ``init``; each row stops on its own.
@@ -114,10 +121,11 @@ def optimize_rows(init: torch.Tensor, objective, *, lr: float, iters: int, stop_
     rows still moving, the gradient ratio and the objective ratio ``lambda R / objective``.
     """
     v = init.detach().clone().requires_grad_(True)
-    opt = torch.optim.AdamW([v], lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW([v], lr=lr, weight_decay=weight_decay, **adamw_options(v.device))
     B = v.shape[0]
     active = torch.ones(B, dtype=torch.bool, device=v.device)
     history: list[torch.Tensor] = []
+    stop = StopFlag(v.device)  # "every row stopped", read without blocking on the device (solvers.hostflag)
     for _ in range(iters):
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
@@ -139,7 +147,8 @@ def optimize_rows(init: torch.Tensor, objective, *, lr: float, iters: int, stop_
             keep = (~active).view(-1, *([1] * (v.ndim - 1)))
             v.copy_(torch.where(keep, before, v))
         active = active & ~done
-        if not bool(active.any()):
+        stop.post(~active.any())
+        if stop.done():
             break
     return v.detach()
 
@@ -164,7 +173,8 @@ def resample(ctx):
         return op.residual(x, ctx.y) ** 2 / m
 
     def latent_opt(z_init, step_index):
-        sigma = prior.schedule.sigma(torch.tensor(float(grid[step_index][0])))
+        # on the rows' device, filled (a CPU tensor moved there per call would be a host-to-device sync)
+        sigma = prior.schedule.sigma(torch.full((), float(grid[step_index][0]), dtype=torch.float64, device=z_init.device))
         pen = (lambda z: reg.term(z, step_index, N, sigma)) if reg is not None else None
         return optimize_rows(z_init, lambda z: mse(prior.decode(z)), lr=o["latent_lr"], iters=latent_iters,
                              stop_below=stop, plateau=plateau, weight_decay=o["weight_decay"], penalty=pen,

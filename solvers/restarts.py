@@ -13,19 +13,15 @@ import math
 
 import torch
 
+from solvers.psnr import psnr
+
 SELECT_CHOICES = ("measurement_consistency", "oracle_psnr")
-
-
-def psnr_rows(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per-row PSNR on [0, 1] images (inputs in [-1, 1]); only for the oracle selection."""
-    mse = (((x.clamp(-1, 1) - ref) / 2) ** 2).reshape(x.shape[0], -1).mean(1)
-    return -10 * torch.log10(mse.clamp_min(1e-20))
 
 
 def _pick(runs: list, res: torch.Tensor, select: str, x_true) -> tuple[torch.Tensor, str]:
     """(B,) index of the selected run per row, and the rule as recorded in ``meta``."""
     if select == "oracle_psnr":
-        score = torch.stack([psnr_rows(r.x, x_true.to(r.x)) for r in runs], 1)
+        score = torch.stack([psnr(r.x, x_true.to(r.x)) for r in runs], 1)
         score = torch.where(torch.isfinite(res), score, torch.full_like(score, -math.inf))
         return score.argmax(1), "oracle_psnr (ORACLE: uses the ground truth)"
     return res.argmin(1), "measurement_consistency (ground-truth free)"

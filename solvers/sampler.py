@@ -58,7 +58,7 @@ def abar_rows(prior: Prior, t: int, like: torch.Tensor) -> torch.Tensor:
     B = like.shape[0]
     if t < 0:
         return torch.ones(B, dtype=like.dtype, device=like.device)
-    a = prior.schedule.alphas_cumprod[int(t)].item()
+    a = prior.schedule.abar_values[int(t)]  # a Python float: no tensor read per step (no host sync)
     return torch.full((B,), a, dtype=like.dtype, device=like.device)
 
 

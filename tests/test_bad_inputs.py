@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli, grid, run_identity, spec as spec_mod, store
-from tests.bad_inputs.cases import CASES, FAKE, as_json, spec_variants
+from orchestrator.plugins import ENV as PLUGINS_ENV
+from tests.bad_inputs.cases import CASES, as_json, spec_variants
+from tests.support import FAKES as FAKE
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "bad_inputs"
@@ -32,7 +34,7 @@ SPECS = sorted((CORPUS / "specs").glob("*.yaml"))
 LEGACY_SPECS = sorted((HERE / "bad_specs").glob("*.yaml"))
 REPO = HERE.parent
 
-BASE = {"name": "smoke", "prior": "embedded", "dataset": {"count": 3},
+BASE = {"name": "smoke", "prior": "fake", "plugins": [FAKE], "dataset": {"count": 3},
         "tasks": [{"operator": "fake_mask", "sigma_y": [0.05]}],
         "solvers": [{"name": "fake", "num_steps": [2]}],
         "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1, 0.2]}],
@@ -80,8 +82,8 @@ def assert_clean_error(rc, out, err, expect_rc, expect, where="err"):
 def golden(tmp_path_factory):
     """A store holding the whole grid of BASE (9 rows: 8 ok, 1 diverged) plus a run 'other'."""
     root = tmp_path_factory.mktemp("golden") / "store"
-    spec = spec_mod.parse_sweep(BASE, backend=FAKE)
-    configs, samples = grid.expand(spec, FAKE), grid.sample_ids(spec)
+    spec = spec_mod.parse_sweep(BASE)
+    configs, samples = grid.expand(spec), grid.sample_ids(spec)
     ghash = run_identity.grid_hash([c.config_id for c in configs], samples)
     for i, cfg in enumerate(configs):
         rows = [{**cfg.store_columns(), "sample_id": s, "status": "diverged" if (i, s) == (2, 0) else "ok",
@@ -128,10 +130,11 @@ def test_case(cls, case, env, monkeypatch):
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
-def test_bad_spec(path, env):
+def test_bad_spec(path, env, monkeypatch):
     expect = path.read_text().splitlines()[0].removeprefix("# error:").strip()
     before = digest(Path(env["store"]))
-    rc, out, err = run_cli(["run", path, "--store", env["store"], "--backend", FAKE])
+    monkeypatch.setenv(PLUGINS_ENV, FAKE)  # the corpus names the fake's solvers and operators
+    rc, out, err = run_cli(["run", path, "--store", env["store"]])
     assert_clean_error(rc, out, err, 2, expect)
     assert digest(Path(env["store"])) == before
 
@@ -144,7 +147,7 @@ def test_bad_spec(path, env):
 ], ids=["directory", "yml_txt", "missing_yaml", "missing_no_suffix"])
 def test_bad_spec_path(argv_tail, expect, env):
     before = digest(Path(env["store"]))
-    rc, out, err = run_cli(["run", *_fill(argv_tail, env), "--store", env["store"], "--backend", FAKE])
+    rc, out, err = run_cli(["run", *_fill(argv_tail, env), "--store", env["store"]])
     assert_clean_error(rc, out, err, 2, expect)
     assert digest(Path(env["store"])) == before
 
@@ -183,8 +186,8 @@ def test_ctrl_c_one_line_exit_130_store_resumable(tmp_path):
     st = tmp_path / "store"
     env = _env()
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--store", str(st),
-                             "--backend", FAKE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--store", str(st)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=REPO, start_new_session=True)
     try:
         deadline = time.monotonic() + 400
@@ -240,25 +243,25 @@ def test_diverged_rows_are_results_and_retry_replaces_them(tmp_path):
     from orchestrator import driver
 
     d = {**BASE, "name": "div", "solvers": [{"name": "fake", "num_steps": [2], "options": {"nan_above": 0.15}}]}
-    spec = spec_mod.parse_sweep(d, backend=FAKE)
+    spec = spec_mod.parse_sweep(d)
     st = tmp_path / "store"
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     try:
-        first = driver.run_sweep(spec, st, backend=FAKE, quiet=True, num_actors=1)
+        first = driver.run_sweep(spec, st, quiet=True, num_actors=1)
         assert first.rows_diverged == 3 and first.rows_ok == 6
         before = digest(st)
-        again = driver.run_sweep(spec, st, backend=FAKE, quiet=True, num_actors=1)
+        again = driver.run_sweep(spec, st, quiet=True, num_actors=1)
         assert again.computed_nothing and digest(st) == before  # nothing computed, nothing written
-        retried = driver.run_sweep(spec, st, backend=FAKE, quiet=True, num_actors=1, retry_diverged=True)
+        retried = driver.run_sweep(spec, st, quiet=True, num_actors=1, retry_diverged=True)
         assert retried.units >= 1 and retried.rows_diverged == 3
         raw = store.load(st, run="div", dedupe=False)
         assert len(raw) == 9 and not raw.duplicated(["config_id", "sample_id"]).any()
-        other = spec_mod.parse_sweep({**d, "dataset": {"count": 4}}, backend=FAKE)
+        other = spec_mod.parse_sweep({**d, "dataset": {"count": 4}})
         with pytest.raises(run_identity.RunIdentityError, match="--extend"):
-            driver.run_sweep(other, st, backend=FAKE, quiet=True, num_actors=1)
+            driver.run_sweep(other, st, quiet=True, num_actors=1)
         rec = store.read_run(st, "div")
         assert rec["grid_hash"] and rec["grid_hashes"] == [rec["grid_hash"]]
     finally:

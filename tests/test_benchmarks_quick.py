@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 FLOAT_KEYS = ("grid_batching_speedup", "resident_vs_reload_speedup", "orchestration_efficiency_1actor",
               "orchestration_efficiency_2actors", "store_groupby_seconds_1m", "unet_fraction_of_matmul_peak")
 TARGETS = {"grid_batching_speedup", "resident_vs_reload_speedup", "orchestration_efficiency_1actor",
+           "orchestration_efficiency_2actors",
            "store_groupby_seconds_1m_duckdb", "store_groupby_seconds_1m_pandas"}
 
 

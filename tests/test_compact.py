@@ -13,8 +13,9 @@ import pytest
 
 from orchestrator import driver, grid, plan as plan_mod, run_identity, spec as spec_mod, store, store_compact
 from orchestrator.store_manifest import COMPACTION_KEY, ROW_GROUP_ROWS, SORT_KEY
+from tests.support import FAKES as FAKE
 
-FAKE = "tests.orchestrator_fakes"
+
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 GROUPED = "SELECT solver, task, avg(psnr) AS p, count(*) AS n FROM results GROUP BY ALL ORDER BY ALL"
 
@@ -181,16 +182,16 @@ def test_drop_rows_keeps_the_compaction_record(tmp_path):
 # ---------------------------------------------------------------------------- the driver
 def fake_spec(name="fk", count=4, **solver_options):
     return spec_mod.parse({
-        "name": name, "prior": "embedded", "dataset": {"count": count},
+        "name": name, "prior": "fake", "plugins": [FAKE], "dataset": {"count": count},
         "tasks": [{"operator": "fake_mask", "sigma_y": [0.05]}],
         "solvers": [{"name": "fake", "num_steps": [2], "options": solver_options}],
         "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1, 0.2]}],
-        "batch_size": 2, "metrics": ["psnr"], "save_images": False, "resources": {"num_cpus": 0.5}}, backend=FAKE)
+        "batch_size": 2, "metrics": ["psnr"], "save_images": False, "resources": {"num_cpus": 0.5}})
 
 
 def stored_as_driver(root, spec, diverged=lambda cfg: False):
     """The store a finished run of ``spec`` leaves (rows per unit, run record), without Ray."""
-    configs, samples = grid.expand(spec, FAKE), grid.sample_ids(spec)
+    configs, samples = grid.expand(spec), grid.sample_ids(spec)
     ghash = run_identity.grid_hash([c.config_id for c in configs], samples)
     store.register_run(root, spec.name, spec.canonical(), len(configs) * len(samples), n_configs=len(configs),
                        n_samples=len(samples), grid_hash=ghash, grid_hashes=[ghash])
@@ -220,7 +221,7 @@ def test_resume_of_a_compacted_run_computes_and_writes_nothing(tmp_path):
     stored_as_driver(tmp_path, spec)
     store.compact_run(tmp_path, spec.name)
     before = digest(tmp_path)
-    again = driver.run_sweep(spec, tmp_path, backend=FAKE, quiet=True)  # nothing to compute: Ray never starts
+    again = driver.run_sweep(spec, tmp_path, quiet=True)  # nothing to compute: Ray never starts
     assert again.computed_nothing and again.skipped_rows == 12 and digest(tmp_path) == before
 
 
@@ -234,7 +235,7 @@ def test_retry_diverged_replaces_rows_of_a_compacted_run(tmp_path):
     assert [f.name for f in retry] == ["compact-000001.parquet"] and len(next(iter(retry.values()))) == 4
     done = store.completed_keys(tmp_path, spec.name, statuses=("ok",))
     units = plan_mod.plan(configs, samples, spec.batch_size, done)
-    sweep = driver._Sweep(spec, tmp_path, FAKE, None, {"grid_hash": ghash}, 3, retry)
+    sweep = driver._Sweep(spec, tmp_path, None, {"grid_hash": ghash}, 3, retry)
     for unit in units:
         sweep.store_unit(unit, {"rows": unit_rows(spec, unit, psnr=31.0), "images": {}})
     raw = store.load(tmp_path, run=spec.name, dedupe=False)
@@ -271,11 +272,11 @@ def test_real_driver_retry_diverged_then_compacts_at_the_end(tmp_path, monkeypat
     monkeypatch.setattr(store_compact, "COMPACT_MIN_UNIT_FILES", 2)
     started = driver.ensure_ray()
     try:
-        first = driver.run_sweep(spec, tmp_path, backend=FAKE, quiet=True, num_actors=1)
+        first = driver.run_sweep(spec, tmp_path, quiet=True, num_actors=1)
         assert first.rows_diverged == 4 and first.compaction.compacted
         assert names(tmp_path, "div") == ["compact-000001.parquet"]
-        assert driver.run_sweep(spec, tmp_path, backend=FAKE, quiet=True, num_actors=1).computed_nothing
-        retried = driver.run_sweep(spec, tmp_path, backend=FAKE, quiet=True, num_actors=1, retry_diverged=True)
+        assert driver.run_sweep(spec, tmp_path, quiet=True, num_actors=1).computed_nothing
+        retried = driver.run_sweep(spec, tmp_path, quiet=True, num_actors=1, retry_diverged=True)
         assert retried.units >= 1 and retried.rows_diverged == 4 and retried.compaction.compacted
         assert names(tmp_path, "div") == ["compact-000002.parquet"]
         raw = store.load(tmp_path, run="div", dedupe=False)

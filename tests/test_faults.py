@@ -1,7 +1,7 @@
 """Fault harness (issue 7): break a sweep every way a night can break it, then prove nothing is lost.
 
-Every scenario runs the real driver, real Ray actors and the real store with the fake backend
-``tests.orchestrator_fakes`` (a microsecond solver with crash/raise/NaN/sleep/log hooks), and ends
+Every scenario runs the real driver, real Ray actors and the real store with the fake science plugin
+``tests.support.fakes`` (a microsecond solver with crash/raise/NaN/sleep/log hooks), and ends
 with the same invariant, checked on the store's files read one by one (not only through the
 deduplicating readers): the (config_id, sample_id) keys stored with status ``ok`` are exactly the
 grid (minus rows that legitimately diverged), with no key stored twice.
@@ -36,12 +36,12 @@ import pytest
 ray = pytest.importorskip("ray")
 
 
-from orchestrator import driver, spec as spec_mod, store  # noqa: E402
-from orchestrator.worker import WorkerCore  # noqa: E402
+from orchestrator import driver, spec as spec_mod, store
+from orchestrator.worker import WorkerCore
 
 pytestmark = [pytest.mark.faults, pytest.mark.ray]
 
-from tests.support.faults import (  # noqa: E402
+from tests.support.faults import (
     FAKE, Hook, RAY_KW, REPO, STALL_S, alive, assert_grid_exact, check_bad_spec_corpus, child_env,
     cli, driver_process, grid_keys, is_ray_worker, keys_where, logged_pids, logged_rows, make_spec,
     raw_rows, retry_start, scenario_actor_kills, scenario_nan_rows,
@@ -62,7 +62,7 @@ def local_ray():
 
 @pytest.fixture(scope="class")
 def pool(local_ray):
-    """Two fake-backend actors (0.25 CPU each) shared by the class's in-process sweeps."""
+    """Two fake-plugin actors (0.25 CPU each) shared by the class's in-process sweeps."""
     return start_pool(2)
 
 
@@ -105,7 +105,7 @@ class TestLocalRay:
         after ``max_attempts``; a rerun once the fault is gone stores them ok, each key once."""
         faults = tmp_path / "faults"
         faults.mkdir()
-        actor = Flaky.options(num_cpus=0.25).remote(fault_dir=str(faults), backend=FAKE, name="flaky")
+        actor = Flaky.options(num_cpus=0.25).remote(fault_dir=str(faults), plugins=[FAKE], name="flaky")
         try:
             (faults / "once").touch()
             spec = make_spec("flaky", count=2, batch_size=2)
@@ -154,7 +154,7 @@ class TestLocalRay:
         logs.mkdir()
         spec_file = write_spec(tmp_path / "spec.yaml", "killed", count=6, batch_size=2, num_actors=1,
                                options={"sleep": 0.5, "log_dir": str(logs)})
-        spec = spec_mod.parse(spec_file, backend=FAKE)
+        spec = spec_mod.parse(spec_file)
         store_dir = tmp_path / "store"
         cmd = cli(spec_file, store_dir, local_ray)
         with driver_process(cmd, tmp_path / "first.log") as proc:
@@ -181,7 +181,7 @@ class TestLocalRay:
         assert f"{done_before} were already stored" in out.stdout, out.stdout
         assert logged_rows(logs) == total - done_before  # only the missing rows ran
         assert_grid_exact(store_dir, spec)
-        assert driver.run_sweep(spec, store_dir, backend=FAKE, quiet=True).computed_nothing
+        assert driver.run_sweep(spec, store_dir, quiet=True).computed_nothing
 
     def test_two_cli_drivers_share_one_store(self, tmp_path, local_ray):
         """7. Two ``equibench run`` processes with different run names (the same grid, so the same
@@ -204,7 +204,7 @@ class TestLocalRay:
                     p.wait()
         for n in names:
             assert procs[n].returncode == 0, outs[n][-3000:]
-            specs[n] = spec_mod.parse(files[n], backend=FAKE)
+            specs[n] = spec_mod.parse(files[n])
             raw = assert_grid_exact(store_dir, specs[n])
             assert set(raw["run_id"]) == {n}
         assert store.list_runs(store_dir) == list(names)

@@ -1,7 +1,7 @@
 """A fast subset of the fault harness (``tests/test_faults.py``) for the default ``make test``.
 
 Same scenario code at a smaller size, one local Ray for the module (``ray.init(num_cpus=2)``, two
-0.25-CPU fake-backend actors): the bad-spec corpus (validated through the CLI where loading a model
+0.25-CPU fake-plugin actors): the bad-spec corpus (validated through the CLI where loading a model
 or starting Ray fails loudly), an actor killed at every 10th unit, a unit that raises then succeeds
 on rerun, NaN rows, truncated Parquet files, and the spec checks for non-finite numbers and option
 values. ``make test-faults`` runs everything, bigger. Not marked ``faults`` on purpose (the default
@@ -13,8 +13,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from orchestrator import spec as spec_mod  # noqa: E402
-from tests.support.faults import (  # noqa: E402
+from orchestrator import spec as spec_mod
+from tests.support.faults import (
     check_bad_spec_corpus, scenario_actor_kills, scenario_nan_rows, scenario_solver_raises_then_rerun,
     scenario_truncated_parquet, start_local_ray, start_pool,
 )

@@ -2,36 +2,35 @@
 from __future__ import annotations
 
 from orchestrator import grid, plan, spec as spec_mod
-
-FAKE = "tests.orchestrator_fakes"
+from tests.support import FAKES as FAKE
 
 
 def make(**over):
-    d = {"name": "g", "prior": "embedded", "dataset": {"count": 5},
+    d = {"name": "g", "prior": "fake", "plugins": [FAKE], "dataset": {"count": 5},
          "tasks": [{"operator": "fake_mask", "sigma_y": [0.05, 0.1]}],
          "solvers": [{"name": "fake", "num_steps": [2, 4], "step_sizes": [1.0, 2.0]}],
          "regularizers": [{"kind": "none", "lambdas": [0, 1, 2]}, {"kind": "equi", "lambdas": [0.1, 0.2, 0.3]}],
          "seeds": [0, 1], "batch_size": 7}
     d.update(over)
-    return spec_mod.parse(d, backend=FAKE)
+    return spec_mod.parse(d)
 
 
 def test_grid_size_and_baseline_dedupe():
-    cfgs = grid.expand(make(), FAKE)
+    cfgs = grid.expand(make())
     # sigma 2 x steps 2 x sizes 2 x seeds 2 x (baseline 1 + equi 3): the baseline is not x lambdas
     assert len(cfgs) == 2 * 2 * 2 * 2 * 4
     base = [c for c in cfgs if c.reg_kind == "none"]
     assert {c.lam for c in base} == {0.0} and all(c.group is None and c.mpe_prior is None for c in base)
-    assert all(c.mpe_prior == "embedded" for c in cfgs if c.reg_kind == "equi")
+    assert all(c.mpe_prior == "fake" for c in cfgs if c.reg_kind == "equi")
     assert len({c.config_id for c in cfgs}) == len(cfgs)
 
 
 def test_config_id_stable_and_order_independent():
-    a = {c.config_id for c in grid.expand(make(), FAKE)}
+    a = {c.config_id for c in grid.expand(make())}
     b = {c.config_id for c in grid.expand(make(regularizers=[{"kind": "equi", "lambdas": [0.3, 0.2, 0.1]},
-                                                            {"kind": "none"}], batch_size=3), FAKE)}
+                                                            {"kind": "none"}], batch_size=3))}
     assert a == b
-    c = grid.expand(make(), FAKE)[0]
+    c = grid.expand(make())[0]
     assert c.config_id == grid.stable_hash(c.canonical()) and len(c.config_id) == 16
     # a pinned id: changing how ids are computed silently orphans every stored result
     one = grid.Config(prior_space="pixel", prior="embedded", mpe_prior=None, dataset="embedded", split="val",
@@ -41,7 +40,7 @@ def test_config_id_stable_and_order_independent():
 
 
 def test_seeds_paired_across_configs():
-    cfgs = grid.expand(make(), FAKE)
+    cfgs = grid.expand(make())
     x, y = [c for c in cfgs if c.sigma_y == 0.05 and c.seed == 0][:2]
     assert x.config_id != y.config_id
     assert grid.operator_seed(x, 3) == grid.operator_seed(y, 3)  # same mask for every config
@@ -53,7 +52,7 @@ def test_seeds_paired_across_configs():
 
 def test_plan_groups_lambdas_and_respects_batch_size():
     s = make()
-    cfgs = grid.expand(s, FAKE)
+    cfgs = grid.expand(s)
     samples = grid.sample_ids(s)
     units = plan.plan(cfgs, samples, s.batch_size)
     assert all(1 <= u.size <= 7 for u in units)
@@ -68,7 +67,7 @@ def test_plan_groups_lambdas_and_respects_batch_size():
 
 def test_plan_skips_done_rows():
     s = make()
-    cfgs = grid.expand(s, FAKE)
+    cfgs = grid.expand(s)
     samples = grid.sample_ids(s)
     done = {(c.config_id, i) for c in cfgs[:10] for i in samples}
     units = plan.plan(cfgs, samples, 4, done)
@@ -83,7 +82,7 @@ def test_task_step_sizes_replace_the_solver_step_sizes_for_their_task():
     tasks = [{"operator": "fake_mask", "sigma_y": [0.05]}, {"operator": "fake_mask", "name": "second", "sigma_y": [0.05]}]
     s = make(tasks=tasks, seeds=[0], regularizers=[{"kind": "none"}],
              solvers=[{"name": "fake", "num_steps": [2], "step_sizes": [1.0], "task_step_sizes": {"second": [0.25, 0.5]}}])
-    got = sorted((c.task, c.step_size) for c in grid.expand(s, FAKE))
+    got = sorted((c.task, c.step_size) for c in grid.expand(s))
     assert got == [("fake_mask", 1.0), ("second", 0.25), ("second", 0.5)]
     import pytest
 
@@ -99,8 +98,8 @@ def test_shared_solver_noise_pairs_lambdas_and_keeps_default_ids():
     baseline and every lambda/regularizer of one solver setting the same solver stream, other step
     sizes another (the default); ``per_config`` keeps per-config streams and the ids of configs stored
     before shared noise existed."""
-    per = grid.expand(make(seeds=[0], solver_noise="per_config"), FAKE)
-    shared = grid.expand(make(seeds=[0]), FAKE)  # shared is the default (paired comparisons)
+    per = grid.expand(make(seeds=[0], solver_noise="per_config"))
+    shared = grid.expand(make(seeds=[0]))  # shared is the default (paired comparisons)
     assert {c.config_id for c in per}.isdisjoint({c.config_id for c in shared})
     one = dict(sigma_y=0.05, num_steps=2, step_size=1.0)
     pick = lambda cfgs: [c for c in cfgs if all(getattr(c, k) == v for k, v in one.items())]  # noqa: E731
@@ -119,8 +118,7 @@ def test_mpe_and_step_size_defaults_are_the_shared_rule():
     from orchestrator.defaults import default_mpe
 
     cfgs = grid.expand(make(solvers=[{"name": "fake", "num_steps": [2]}],
-                            regularizers=[{"kind": "equi", "lambdas": [0.1]}, {"kind": "equicon", "lambdas": [0.1]}]),
-                       FAKE)
+                            regularizers=[{"kind": "equi", "lambdas": [0.1]}, {"kind": "equicon", "lambdas": [0.1]}]))
     by_kind = {c.reg_kind: c for c in cfgs}
     assert by_kind["equi"].mpe == default_mpe("pixel", "equi") == "encoder"
     assert by_kind["equicon"].mpe == "autoencoder" and default_mpe("latent", "equi") == "decoder"
@@ -131,13 +129,13 @@ def test_solver_tasks_restrict_the_grid():
     """A solver with ``tasks`` runs only those tasks (classical baselines support some operators)."""
     spec = make(tasks=[{"operator": "fake_mask", "sigma_y": [0.05]}, {"operator": "fake_mask", "name": "other"}],
                 solvers=[{"name": "fake", "num_steps": [2], "tasks": ["other"]}])
-    assert {c.task for c in grid.expand(spec, FAKE)} == {"other"}
+    assert {c.task for c in grid.expand(spec)} == {"other"}
 
 
 def test_solver_lambdas_replace_the_regularizers_lambdas_for_that_solver():
     spec = make(solvers=[{"name": "fake", "num_steps": [2]}],
                 regularizers=[{"kind": "equi", "lambdas": [0.1], "solver_lambdas": {"fake": [3.0, 30.0]}}])
-    assert {c.lam for c in grid.expand(spec, FAKE)} == {3.0, 30.0}
+    assert {c.lam for c in grid.expand(spec)} == {3.0, 30.0}
 
 
 def test_classical_baselines_run_once_without_regularizer():
@@ -158,9 +156,9 @@ def test_classical_baselines_run_once_without_regularizer():
 
 
 # ------------------------------------------------------------- counting without expanding
-def _expanded_counts(spec, backend):
+def _expanded_counts(spec):
     """configs, units and rows per (solver, steps) the slow way: expand + plan."""
-    cfgs = grid.expand(spec, backend)
+    cfgs = grid.expand(spec)
     samples = grid.sample_ids(spec)
     units = plan.plan(cfgs, samples, spec.batch_size)
     todo: dict = {}
@@ -171,13 +169,13 @@ def _expanded_counts(spec, backend):
     return len(cfgs), len(units), todo
 
 
-def _assert_count_matches(spec, backend=FAKE):
+def _assert_count_matches(spec):
     from orchestrator import grid_count, guards
 
-    n, units, todo = _expanded_counts(spec, backend)
-    got = grid_count.count(spec, backend, len(grid.sample_ids(spec)))
+    n, units, todo = _expanded_counts(spec)
+    got = grid_count.count(spec, len(grid.sample_ids(spec)))
     assert (got.configs, got.units, got.todo_by) == (n, units, todo)
-    assert guards.grid_size(spec, backend) == n
+    assert guards.grid_size(spec) == n
 
 
 def test_count_equals_expand_on_the_base_grid_and_its_variants():
@@ -223,7 +221,7 @@ def test_count_equals_expand_with_classical_solvers():
                            "solvers": [{"name": "dps", "num_steps": [2, 3]}, {"name": "wiener", "num_steps": [1], "tasks": ["gaussian_blur"]},
                                        {"name": "tv_pd", "num_steps": [5], "step_sizes": [0.1, 0.2]}],
                            "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1, 1.0]}]})
-    _assert_count_matches(spec, None)
+    _assert_count_matches(spec)
 
 
 def test_grid_size_refuses_a_huge_grid_before_expanding(monkeypatch):
@@ -239,6 +237,6 @@ def test_grid_size_refuses_a_huge_grid_before_expanding(monkeypatch):
                 solvers=[{"name": "fake", "num_steps": [2, 4], "step_sizes": [1.0, 2.0]}])
     t0 = time.perf_counter()
     with pytest.raises(guards.GuardError, match="10,000,000 configs"):
-        guards.check_grid_size(spec, backend=FAKE)
+        guards.check_grid_size(spec)
     assert time.perf_counter() - t0 < 5.0
-    assert guards.check_grid_size(spec, force=True, backend=FAKE) == 10_000_000
+    assert guards.check_grid_size(spec, force=True) == 10_000_000

@@ -12,7 +12,7 @@ import pytest
 from orchestrator import spec as spec_mod
 
 BAD = sorted((Path(__file__).parent / "bad_specs").glob("*.yaml"))
-FAKE = "tests.orchestrator_fakes"
+from tests.support import FAKES as FAKE
 
 
 def expected_error(path: Path) -> str:
@@ -39,7 +39,7 @@ def test_bad_spec_corpus(path, monkeypatch):
 
 
 def _good(**over):
-    d = {"name": "ok", "prior": "embedded", "dataset": {"count": 2},
+    d = {"name": "ok", "prior": "fake", "plugins": [FAKE], "dataset": {"count": 2},
          "tasks": [{"operator": "fake_mask"}], "solvers": [{"name": "fake", "num_steps": 2}],
          "regularizers": [{"kind": "equi", "lambdas": [0.5]}]}
     d.update(over)
@@ -47,34 +47,34 @@ def _good(**over):
 
 
 def test_valid_spec_and_shorthands():
-    s = spec_mod.parse(_good(), backend=FAKE)
+    s = spec_mod.parse(_good())
     assert s.solvers[0].num_steps == [2] and s.tasks[0].sigma_y == [0.05]
-    assert s.prior.pixel.path == s.prior.latent.path == "embedded"
+    assert s.prior.pixel.kind == s.prior.latent.kind == "fake" and s.prior.pixel.key == "fake"
     assert s.batch_size == 16 and s.resources.num_cpus == 0.5
 
 
 def test_errors_are_all_reported_with_fields():
     with pytest.raises(spec_mod.SpecError) as info:
         spec_mod.parse(_good(solvers=[{"name": "nope", "num_steps": 2}],
-                             tasks=[{"operator": "fake_square"}], regularizers=[{"kind": "equi", "group": "g"}]),
-                       backend=FAKE)
+                             tasks=[{"operator": "fake_square"}], regularizers=[{"kind": "equi", "group": "g"}]))
     fields = [f for f, _ in info.value.errors]
     assert fields == ["solvers[0].name", "regularizers[0].group"]
     msg = str(info.value)
-    assert "allowed: 'fake', 'fake_latent', 'fake_transpose'" in msg and "allowed: 'hflip', 'identity'" in msg
+    # the plugin's solvers sit in the real registry beside the real ones
+    assert "'dps', 'fake', 'fake_latent', 'fake_transpose'" in msg
+    assert "allowed: 'hflip', 'hflip_rot90', 'identity', 'rot90'" in msg
 
 
 def test_transpose_and_space_checks_with_fake_registry():
     with pytest.raises(spec_mod.SpecError, match=r"'fake_transpose' needs operator.transpose but tasks\[0\]"):
-        spec_mod.parse(_good(tasks=[{"operator": "fake_square"}], solvers=[{"name": "fake_transpose", "num_steps": 1}]),
-                       backend=FAKE)
+        spec_mod.parse(_good(tasks=[{"operator": "fake_square"}], solvers=[{"name": "fake_transpose", "num_steps": 1}]))
     with pytest.raises(spec_mod.SpecError, match="'fake_latent' is a latent-space solver"):
-        spec_mod.parse(_good(prior={"pixel": "embedded"}, solvers=[{"name": "fake_latent", "num_steps": 1}],
-                             regularizers=[{"kind": "none"}]), backend=FAKE)
-    with pytest.raises(spec_mod.SpecError, match="takes 64x64 images but dataset 'embedded' has 32x32"):
-        spec_mod.parse(_good(prior={"pixel": "size64", "latent": "embedded"}), backend=FAKE)
+        spec_mod.parse(_good(prior={"pixel": "fake"}, solvers=[{"name": "fake_latent", "num_steps": 1}],
+                             regularizers=[{"kind": "none"}]))
+    with pytest.raises(spec_mod.SpecError, match="'fake:size64' takes 64x64 images but dataset 'embedded' has 32x32"):
+        spec_mod.parse(_good(prior={"pixel": "fake:size64", "latent": "fake"}))
     with pytest.raises(spec_mod.SpecError, match=r"fake_mask: keep must be in \(0, 1\]"):
-        spec_mod.parse(_good(tasks=[{"operator": "fake_mask", "params": {"keep": 2}}]), backend=FAKE)
+        spec_mod.parse(_good(tasks=[{"operator": "fake_mask", "params": {"keep": 2}}]))
 
 
 def test_yaml_file_errors(tmp_path):

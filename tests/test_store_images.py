@@ -6,8 +6,7 @@ import pytest
 
 from orchestrator import grid, plan as plan_mod, spec as spec_mod, store
 from orchestrator.store_images import image_context, select_images
-
-FAKE = "tests.orchestrator_fakes"
+from tests.support import FAKES as FAKE
 
 
 def images(c=3, n=3, size=8, seed=0):
@@ -54,11 +53,11 @@ def test_other_channel_counts_stay_float16(tmp_path):
 
 def fake_spec(**kw):
     return spec_mod.parse({
-        "name": "img", "prior": "embedded", "dataset": {"count": 5},
+        "name": "img", "prior": "fake", "plugins": [FAKE], "dataset": {"count": 5},
         "tasks": [{"operator": "fake_mask", "sigma_y": [0.05]}],
         "solvers": [{"name": "fake", "num_steps": [2]}],
         "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1]}],
-        "batch_size": 10, "metrics": ["psnr"], "resources": {"num_cpus": 0.5}, **kw}, backend=FAKE)
+        "batch_size": 10, "metrics": ["psnr"], "resources": {"num_cpus": 0.5}, **kw})
 
 
 def test_spec_values_and_old_booleans():
@@ -91,9 +90,9 @@ def test_worker_saves_what_the_spec_asks(tmp_path, policy, fmt, one_thread):
     from orchestrator.worker import WorkerCore
 
     spec = fake_spec(save_images=policy, save_images_k=2, image_format=fmt)
-    configs, samples = grid.expand(spec, FAKE), grid.sample_ids(spec)
+    configs, samples = grid.expand(spec), grid.sample_ids(spec)
     context = {"run_id": spec.name, "metrics": ["psnr"], **image_context(spec, samples)}
-    core = WorkerCore(backend=FAKE)
+    core = WorkerCore(plugins=[FAKE])
     for unit in plan_mod.plan(configs, samples, spec.batch_size):
         out = core.run_unit(unit, context)
         assert {r["status"] for r in out["rows"]} == {"ok"}

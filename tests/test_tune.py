@@ -1,14 +1,12 @@
 """``equibench tune``: spec validation, cells, and real Ray Tune searches end to end.
 
 The search tests run real Ray, real Tune, the real driver-side worker pool and store; the fake
-world (``tests.orchestrator_fakes``, a microsecond solver with a ``sleep`` hook to make a driver
+world (the ``tests.support.fakes`` plugin, a microsecond solver with a ``sleep`` hook to make a driver
 killable mid-search) always runs, the embedded world (real solvers and the bundled weights) when
 its weights exist. The best configuration a search records is checked against what the store
 holds for the trials Tune itself lists (Tune's experiment state, not the search's own summary).
 """
 from __future__ import annotations
-
-from tests.orchestrator_fakes import descendants as _descendants_from_fakes
 
 import contextlib
 import dataclasses
@@ -25,11 +23,12 @@ import yaml
 
 ray = pytest.importorskip("ray")
 
-from orchestrator import cli, grid, spec as spec_mod, store  # noqa: E402
-from orchestrator import tune as T  # noqa: E402
-from orchestrator.spec import SpecError  # noqa: E402
+from orchestrator import cli, grid, spec as spec_mod, store
+from orchestrator import tune as T
+from orchestrator.spec import SpecError
+from tests.support import FAKES as FAKE
+from tests.support.procs import descendants as process_tree
 
-FAKE = "tests.orchestrator_fakes"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +48,7 @@ def fake_spec(**tune_overrides) -> dict:
     t = {"objective": "psnr", "images": {"count": 4, "offset": 8}, "chunk_size": 2,
          "space": {"lam": {"loguniform": [0.001, 1.0]}}, "searcher": "random", "num_samples": 4}
     t.update(tune_overrides)
-    return {"name": "tk", "prior": "embedded", "dataset": {"count": 4},
+    return {"name": "tk", "prior": "fake", "plugins": [FAKE], "dataset": {"count": 4},
             "tasks": [{"operator": "fake_mask", "sigma_y": [0.05]}],
             "solvers": [{"name": "fake", "num_steps": [3]}],
             "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1]}],
@@ -63,7 +62,7 @@ def test_tune_section_errors_are_reported_together_with_field_paths():
                     num_samples=None, scheduler="asha", chunk_size=4, startup_trials=3)
     bad["tasks"][0]["sigma_y"] = [0.05, 0.1]
     with pytest.raises(SpecError) as exc:
-        T.load(bad, backend=FAKE)
+        T.load(bad)
     fields = dict(exc.value.errors)
     assert "share content with report images [2, 3]" in fields["tune.images"]
     assert "unknown parameter" in fields["tune.space.zeta"]
@@ -78,28 +77,27 @@ def test_shape_errors_and_sweep_errors_come_in_one_report():
     bad = fake_spec(space={"lam": {"loguniform": [0.0, 1.0]}}, searcher="bayes")
     bad["batch_size"] = 0
     with pytest.raises(SpecError) as exc:
-        T.load(bad, backend=FAKE)
+        T.load(bad)
     fields = dict(exc.value.errors)
     assert "batch_size" in fields and "tune.searcher" in fields
     missing = fake_spec()
     del missing["tune"]
     with pytest.raises(SpecError, match="needs a tune: section"):
-        T.load(missing, backend=FAKE)
+        T.load(missing)
 
 
 def test_grid_searcher_needs_points_and_spaces_them_logarithmically():
     with pytest.raises(SpecError, match="grid searcher needs values or a range with points"):
-        T.load(fake_spec(searcher="grid", num_samples=None), backend=FAKE)
+        T.load(fake_spec(searcher="grid", num_samples=None))
     ts = T.load(fake_spec(searcher="grid", num_samples=None,
-                          space={"lam": {"loguniform": [0.001, 1.0], "points": 4}, "step_size": [0.5, 1.0]}),
-                backend=FAKE)
+                          space={"lam": {"loguniform": [0.001, 1.0], "points": 4}, "step_size": [0.5, 1.0]}))
     cells = T.make_cells(ts)
     assert [c.n_trials(ts.tune) for c in cells] == [2, 8]  # baseline: step size only; equi: 4 x 2
     assert cells[1].params["lam"].grid_values() == pytest.approx([0.001, 0.01, 0.1, 1.0])
 
 
 def test_cells_templates_and_sweep_fragment_reproduce_the_config():
-    ts = T.load(fake_spec(), backend=FAKE)
+    ts = T.load(fake_spec())
     base, equi = T.make_cells(ts)
     assert (base.searched, equi.searched) == (False, True) and T.baseline_cell(equi, [base, equi]) is base
     assert ts.chunks == [[8, 9], [10, 11]] and ts.mode == "max"
@@ -109,9 +107,9 @@ def test_cells_templates_and_sweep_fragment_reproduce_the_config():
     # on the sweep's report split (the search ran it on the paired tune split)
     assert (ts.split, ts.sweep.dataset.split) == ("tune", "report") and cfg.split == "tune"
     sweep = {k: v for k, v in fake_spec().items() if k != "tune"}
-    merged = spec_mod.parse({**sweep, **T.sweep_fragment(equi, cfg)}, backend=FAKE)
+    merged = spec_mod.parse({**sweep, **T.sweep_fragment(equi, cfg)})
     on_report = dataclasses.replace(cfg, split=merged.dataset.split)
-    assert on_report.config_id in {c.config_id for c in grid.expand(merged, FAKE)}
+    assert on_report.config_id in {c.config_id for c in grid.expand(merged)}
 
 
 # ----------------------------------------------------------------- one writer, verified reads
@@ -235,9 +233,6 @@ def test_trial_side_modules_never_open_the_store_and_the_package_is_small_and_ac
 
 
 # ------------------------------------------------------------------------ searches end to end
-process_tree = _descendants_from_fakes  # the shared /proc walker (tests/orchestrator_fakes.py)
-
-
 def kill_tree(proc: subprocess.Popen, timeout: float = 60) -> None:
     """SIGKILL a driver and every process it started, and wait until they are gone: Ray workers run
     in their own process groups and would otherwise finish (and log) a unit after the kill."""
@@ -316,7 +311,7 @@ def test_cli_search_killed_then_resumed_continues_tune_and_computes_nothing_twic
     spec_file = tmp_path / "tune.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     store_dir, out_dir = tmp_path / "store", tmp_path / "out"
-    args = ["tune", str(spec_file), "--store", str(store_dir), "--out", str(out_dir), "--backend", FAKE, "--quiet"]
+    args = ["tune", str(spec_file), "--store", str(store_dir), "--out", str(out_dir), "--quiet"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "CI": "1",
            "RAY_ADDRESS": "local"}
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPO, env=env,
@@ -390,7 +385,7 @@ def test_optuna_and_grid_searchers_end_to_end(tmp_path, own_ray):
     grid_spec["name"] = "tgrid"
     runs = {"tgrid": grid_spec, "topt": {**fake_spec(searcher="optuna", num_samples=3, startup_trials=2), "name": "topt"}}
     for name, spec in runs.items():
-        res = T.run_search(T.load(spec, backend=FAKE), tmp_path / "store", tmp_path / name, quiet=True)
+        res = T.run_search(T.load(spec), tmp_path / "store", tmp_path / name, quiet=True)
         trials = tune_trials(tmp_path / name / "tune")
         assert len(trials) == 3 and all(t["status"] == "TERMINATED" for t in trials.values())
         assert res.summary["variants"]["none"]["evaluations"] == 12
@@ -434,12 +429,12 @@ def test_step_scale_multiplies_each_solvers_own_step_size():
     gives one); combining step_scale with step_size is refused."""
     spec = fake_spec(searcher="grid", num_samples=None, space={"step_scale": [0.1, 10.0]})
     spec["solvers"][0].update(step_sizes=[2.0])
-    ts = T.load(spec, backend=FAKE)
+    ts = T.load(spec)
     base, equi = T.make_cells(ts)
     assert base.config({"step_scale": 0.1}).step_size == pytest.approx(0.2)
     assert equi.config({"step_scale": 10.0}).step_size == pytest.approx(20.0)
     spec["solvers"][0]["task_step_sizes"] = {"fake_mask": [0.5]}
-    base, _ = T.make_cells(T.load(spec, backend=FAKE))
+    base, _ = T.make_cells(T.load(spec))
     assert base.config({"step_scale": 10.0}).step_size == pytest.approx(5.0)
     with pytest.raises(SpecError, match="not both"):
-        T.load(fake_spec(space={"step_scale": [1.0], "step_size": [1.0]}), backend=FAKE)
+        T.load(fake_spec(space={"step_scale": [1.0], "step_size": [1.0]}))

@@ -9,8 +9,7 @@ import pytest
 from orchestrator import cluster, grid, plan, spec as spec_mod
 from orchestrator.metrics import MissingWeightsWarning
 from orchestrator.worker import WorkerCore, warning_records
-
-FAKE = "tests.orchestrator_fakes"
+from tests.support import FAKES as FAKE
 
 
 @pytest.fixture()
@@ -21,12 +20,12 @@ def no_weights(tmp_path, monkeypatch):
 
 
 def units(metrics, count=4, batch_size=4):
-    spec = spec_mod.parse({"name": "w", "prior": "embedded", "dataset": {"count": count}, "batch_size": batch_size,
+    spec = spec_mod.parse({"name": "w", "prior": "fake", "plugins": [FAKE], "dataset": {"count": count}, "batch_size": batch_size,
                            "tasks": [{"operator": "fake_mask", "sigma_y": [0.05]}],
                            "solvers": [{"name": "fake", "num_steps": [2]}],
                            "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": [0.1]}],
-                           "metrics": list(metrics), "resources": {"num_cpus": 0.5}}, backend=FAKE)
-    return plan.plan(grid.expand(spec, FAKE), grid.sample_ids(spec), spec.batch_size), list(metrics)
+                           "metrics": list(metrics), "resources": {"num_cpus": 0.5}})
+    return plan.plan(grid.expand(spec), grid.sample_ids(spec), spec.batch_size), list(metrics)
 
 
 def run_all(core, metrics):
@@ -40,7 +39,7 @@ def run_all(core, metrics):
 
 
 def test_psnr_only_never_looks_up_weights(no_weights, one_thread):
-    core = WorkerCore(backend=FAKE)
+    core = WorkerCore(plugins=[FAKE])
     got = run_all(core, ["psnr", "rel_l2"])
     assert all(r["warnings"] == [] for r in got)
     assert all(r["rows"][0]["psnr"] is not None for r in got)
@@ -48,11 +47,11 @@ def test_psnr_only_never_looks_up_weights(no_weights, one_thread):
 
 
 def test_missing_weights_come_back_once_with_the_first_result(no_weights, one_thread):
-    core = WorkerCore(backend=FAKE)
+    core = WorkerCore(plugins=[FAKE])
     first, *rest = run_all(core, ["psnr", "lpips", "fid"])
     cats = sorted((w["category"], w["message"].split(" is reported")[0]) for w in first["warnings"])
-    assert cats == [("orchestrator.metrics.MissingWeightsWarning", "FID/KID"),
-                    ("orchestrator.metrics.MissingWeightsWarning", "LPIPS")]
+    assert cats == [("orchestrator.metrics.weights.MissingWeightsWarning", "FID/KID"),
+                    ("orchestrator.metrics.weights.MissingWeightsWarning", "LPIPS")]
     assert rest and all(r["warnings"] == [] for r in rest)
     assert first["rows"][0]["lpips"] is None and first["rows"][0]["psnr"] is not None
     sets = core.set_metrics(first["images"] or _images(), _images(), ["fid"])
@@ -66,14 +65,16 @@ def _images():
 
 
 def test_a_solver_warning_is_returned_not_printed(one_thread, monkeypatch):
-    core = WorkerCore(backend=FAKE)
-    real = core.be.solve
+    core = WorkerCore(plugins=[FAKE])
+    import solvers
+
+    real = solvers.solve
 
     def noisy(*a, **k):
         warnings.warn("step size clipped", RuntimeWarning)
         return real(*a, **k)
 
-    monkeypatch.setattr(core.be, "solve", noisy)
+    monkeypatch.setattr(solvers, "solve", noisy)
     got = run_all(core, ["psnr"])
     assert got[0]["warnings"] == [{"category": "builtins.RuntimeWarning", "message": "step size clipped"}]
 

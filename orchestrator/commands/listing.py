@@ -48,12 +48,14 @@ def _groups() -> list[str]:
 
 
 def _metrics() -> list[str]:
-    from orchestrator.spec import ROW_METRICS, SET_METRICS
+    from orchestrator.metrics import registry
+    from orchestrator.spec import METRICS
 
-    notes = {"lpips": "needs alexnet weights ($EQUIBENCH_WEIGHTS), else null", "fid": "set metric, needs Inception weights",
-             "kid": "set metric, needs Inception weights"}
-    return [f"{m}: {'per image' if m in ROW_METRICS else 'per config (set)'}{'; ' + notes[m] if m in notes else ''}"
-            for m in ROW_METRICS + SET_METRICS]
+    def line(m) -> str:
+        need = f"; needs {m.weights.filename} (metric_weights.{m.weights.key} or $EQUIBENCH_WEIGHTS), else null" if m.weights else ""
+        return f"{m.name}: {'per image' if m.kind == 'image' else 'per config (set)'}, {m.direction} is better{need}"
+
+    return [line(registry.get(m)) for m in METRICS]
 
 
 def _datasets() -> list[str]:

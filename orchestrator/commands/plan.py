@@ -9,7 +9,6 @@ and not above ``guards.MAX_CONFIGS`` configs (then the stored rows are not compa
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -19,14 +18,14 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
-def summarize(spec, store_dir=None, backend=None, actors: int | None = None, retry_diverged: bool = False,
+def summarize(spec, store_dir=None, actors: int | None = None, retry_diverged: bool = False,
               extend: bool = False) -> dict:
     """The plan of ``spec`` against ``store_dir`` (configs, rows, stored, units, estimate, and why
     `run` would refuse the grid under the spec's name, unless ``extend``)."""
     from orchestrator import grid_count, guards, store
 
     n_smp = guards.n_samples(spec)
-    counted = grid_count.count(spec, backend, n_smp, spec.batch_size)  # exact, no Config built
+    counted = grid_count.count(spec, n_smp, spec.unit_rows)  # exact, no Config built
     out = {"configs": counted.configs, "samples": n_smp, "rows": counted.configs * n_smp, "stored": 0,
            "units": counted.units, "todo_by": counted.todo_by, "limit": guards.MAX_CONFIGS, "refused": None}
     have_store = bool(store_dir) and Path(store_dir).is_dir()
@@ -36,12 +35,12 @@ def summarize(spec, store_dir=None, backend=None, actors: int | None = None, ret
     elif holds_run:  # only then: the stored rows and the run's identity need the grid's config ids
         from orchestrator import grid, plan
 
-        configs = grid.expand(spec, backend)
+        configs = grid.expand(spec)
         samples = grid.sample_ids(spec)
         keys = {(c.config_id, s) for c in configs for s in samples}
         statuses = ("ok",) if retry_diverged else ("ok", "diverged")  # a diverged row is a result
         done = store.completed_keys(store_dir, spec.name, statuses=statuses) & keys
-        units = plan.plan(configs, samples, spec.batch_size, done)
+        units = plan.plan(configs, samples, spec.unit_rows, done)
         by_id = {c.config_id: c for c in configs}
         todo_by: dict[tuple[str, int], int] = {}
         for u in units:
@@ -94,16 +93,23 @@ def _estimate(store_dir, todo_by: dict, actors: int):
     return sum(n * med[k] for k, n in known) / max(actors, 1), unknown
 
 
+def _rows_label(spec) -> str:
+    """``batch_size N``, and the rows per unit when ``compute.max_batch`` sets them."""
+    mb = spec.compute.max_batch
+    return f"batch_size {spec.batch_size}" + ("" if mb is None else f", {spec.unit_rows} rows per unit with "
+                                                                    f"compute.max_batch {mb}")
+
+
 def print_plan(spec, info: dict) -> None:
     kind = "" if info["configs"] <= info["limit"] else f" (by arithmetic, not expanded: above {info['limit']:,} configs)"
     print(f"{spec.name}: {info['configs']:,} configs x {info['samples']:,} samples = {info['rows']:,} rows{kind}")
     if info["stored"] is None:
         print(f"  already stored: rows of run {spec.name!r} are in the store but not compared (above the limit the "
               f"grid is not expanded); to compute: at most {info['rows']:,} rows in at most {info['units']:,} units "
-              f"(batch_size {spec.batch_size})")
+              f"({_rows_label(spec)})")
     else:
         print(f"  already stored: {info['stored']:,} rows; to compute: {info['rows'] - info['stored']:,} rows in "
-              f"{info['units']:,} units (batch_size {spec.batch_size})")
+              f"{info['units']:,} units ({_rows_label(spec)})")
     if info["estimate_s"] is None:
         print(f"  estimated time: unknown (no stored timings for {', '.join(f'{s}/{n} steps' for s, n in info['unknown'])})")
     else:
@@ -121,7 +127,7 @@ def cmd_plan(args) -> int:
 
     check_actors(args.actors)
     overrides = _overrides.from_args(args)
-    spec = spec_mod.parse_sweep(args.spec, backend=args.backend, overrides=overrides)
+    spec = spec_mod.parse_sweep(args.spec, overrides=overrides)
     store_dir = args.store or spec.store
     if args.store:
         from orchestrator import store
@@ -129,7 +135,7 @@ def cmd_plan(args) -> int:
         store.check_readable(args.store)
     if overrides:
         print(_overrides.applied_line(spec.name, overrides))
-    print_plan(spec, summarize(spec, store_dir, args.backend, args.actors))
+    print_plan(spec, summarize(spec, store_dir, args.actors))
     return 0
 
 
@@ -141,5 +147,4 @@ def register(subparsers) -> None:
     overrides.add_arguments(p)
     p.add_argument("--store", help="store to count already-stored rows and timings from (default: the spec's store:)")
     p.add_argument("--actors", type=int, help="actors the estimate divides over (default: spec or CPUs)")
-    p.add_argument("--backend", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_plan)

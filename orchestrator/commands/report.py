@@ -21,19 +21,26 @@ import argparse
 import sys
 from typing import Iterable, Sequence
 
+from orchestrator.metrics import registry as _metric_registry
+
 #: What the parser (and so ``report --help``) shows, without importing the report pipeline (pandas,
 #: torch via the registries: seconds): the same names as ``report.LAYOUTS`` (with descriptions),
 #: ``FORMATS``, ``SELECTIONS``, ``METRICS`` and the ``ReportOptions`` bootstrap defaults, which
-#: ``tests/test_cli_lazy.py`` checks against the pipeline's own registries.
+#: ``tests/test_cli_lazy.py`` checks against the pipeline's own registries. ``METRICS`` reads the
+#: metric registry itself (it imports nothing heavy).
 LAYOUTS = {
     "tasks-by-method": "Table 1: rows task x method, columns LPIPS, FID, PSNR, SSIM",
     "methods-by-tasks": "Tables 2-3: rows methods (latent / pixel / classical), column groups per task",
     "mean-std": "Table 7: mean (sd; 95% interval) per task x method",
     "pde": "Table 4: relative L2 per PDE forward / inverse problem",
+    "calibration": "posterior calibration per solver x regularizer x step x task: SW vs its floor, coverage, "
+                   "mean error, std ratio, mode TV, MMSE gap (exact-posterior datasets)",
 }
 FORMATS = ("md", "latex", "html", "csv")
 SELECTIONS = ("all", "best")
-METRICS = ("lpips", "fid", "kid_mean", "psnr", "ssim", "rel_l2", "y_residual", "wall_s")
+#: + the posterior set metrics the calibration layout shows (``reporting.calibration.COLUMNS``)
+METRICS = tuple(_metric_registry.by_column()) + ("wall_s",) + (
+    "sw", "sw_floor", "sw_ratio", "mean_err", "std_ratio", "mode_tv", "cov50", "cov90", "mmse_gap")
 N_RESAMPLES, CI_SEED = 10000, 0
 
 
@@ -115,7 +122,12 @@ def run(args: argparse.Namespace) -> int:
     formats = _expand(args.format, report.FORMATS)
     text_formats = [f for f in formats if f != "html"]
     layouts = _expand(args.layout or ["tasks-by-method"], report.LAYOUTS)
-    paths = report.write_report(results, sets, args.out, layouts, text_formats, options) if text_formats else []
+    posterior = None
+    if any(report.LAYOUTS[name].source == "posterior" for name in layouts):  # the calibration layout's rows
+        from orchestrator.reporting.calibration import load_posterior
+
+        posterior = load_posterior(args.store, args.run)
+    paths = report.write_report(results, sets, args.out, layouts, text_formats, options, posterior) if text_formats else []
     for layout in layouts if text_formats else []:
         if not any(p.stem == layout for p in paths):
             print(f"{layout}: no rows ({report.LAYOUTS[layout].description}), skipped", file=sys.stderr)

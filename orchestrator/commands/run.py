@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
@@ -39,7 +38,7 @@ def cmd_run(args) -> int:
 
     check_actors(args.actors)
     overrides = _overrides.from_args(args)
-    spec = spec_mod.parse_sweep(args.spec, backend=args.backend, overrides=overrides)
+    spec = spec_mod.parse_sweep(args.spec, overrides=overrides)
     store_dir = _store_dir(args, spec)
     if overrides:
         print(_overrides.applied_line(spec.name, overrides), flush=True)
@@ -50,11 +49,11 @@ def cmd_run(args) -> int:
     if args.dry_run:
         from orchestrator.commands.plan import print_plan, summarize
 
-        print_plan(spec, summarize(spec, store_dir, args.backend, args.actors, args.retry_diverged, args.extend))
+        print_plan(spec, summarize(spec, store_dir, args.actors, args.retry_diverged, args.extend))
         return 0
-    guards.check_grid_size(spec, force=args.force, backend=args.backend)
+    guards.check_grid_size(spec, force=args.force)
     try:
-        result = driver.run_sweep(spec, store_dir, address=args.address, num_actors=args.actors, backend=args.backend,
+        result = driver.run_sweep(spec, store_dir, address=args.address, num_actors=args.actors,
                                   quiet=args.quiet, force=args.force, extend=args.extend,
                                   retry_diverged=args.retry_diverged, compact=False if args.no_compact else None)
     except RunIdentityError as exc:
@@ -198,7 +197,6 @@ def register(subparsers) -> None:
     p.add_argument("--extend", action="store_true", help="let this run name take a new grid (keeps its stored rows)")
     p.add_argument("--retry-diverged", action="store_true", help="recompute stored diverged rows, replacing them")
     p.add_argument("--no-compact", action="store_true", help="leave a finished run's unit files as they are (spec compact: false)")
-    p.add_argument("--backend", help=argparse.SUPPRESS)  # tests: a module replacing solvers/operators
     p.set_defaults(func=cmd_run)
 
     p = subparsers.add_parser("status", help="per-run progress and failures of a store")

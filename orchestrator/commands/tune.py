@@ -11,7 +11,6 @@ summary.md/.json and trials.csv.
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 
@@ -19,7 +18,7 @@ def cmd_tune(args) -> int:
     from orchestrator import overrides as _overrides, tune as tune_mod
 
     overrides = _overrides.from_args(args)
-    ts = tune_mod.load(args.spec, backend=args.backend, overrides=overrides)
+    ts = tune_mod.load(args.spec, overrides=overrides)
     if overrides:
         print(_overrides.applied_line(ts.run_id, overrides), flush=True)
     store_dir = args.store or ts.sweep.store
@@ -47,5 +46,4 @@ def register(subparsers) -> None:
     p.add_argument("--address", help="an existing Ray cluster (e.g. auto); default: local Ray")
     p.add_argument("--actors", type=int, help="number of worker actors (default: spec resources or what fits)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress, only the summary")
-    p.add_argument("--backend", help=argparse.SUPPRESS)  # tests: a module replacing solvers/operators
     p.set_defaults(func=cmd_tune)

@@ -76,11 +76,17 @@ def _best_classical(rows: pd.DataFrame, primary: str) -> dict:
     return out
 
 
-def build_tables(results: pd.DataFrame, sets: pd.DataFrame | None, layout: str, options: ReportOptions = ReportOptions()) -> list[Table]:
-    """The tables of ``layout`` for these rows: one per section (dataset, noise level)."""
+def build_tables(results: pd.DataFrame, sets: pd.DataFrame | None, layout: str, options: ReportOptions = ReportOptions(),
+                 posterior: pd.DataFrame | None = None) -> list[Table]:
+    """The tables of ``layout`` for these rows: one per section (dataset, noise level); a layout of the
+    posterior part (``calibration``) is built from ``posterior`` (none given: no tables)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; allowed: {sorted(LAYOUTS)}")
     spec = LAYOUTS[layout]
+    if spec.source == "posterior":
+        from orchestrator.reporting.calibration import calibration_tables
+
+        return calibration_tables(posterior, options) if posterior is not None else []
     metrics = tuple(options.metrics or spec.metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:

@@ -63,12 +63,13 @@ def make_report(results: pd.DataFrame, sets: pd.DataFrame | None, layout: str, f
 
 
 def write_report(results: pd.DataFrame, sets: pd.DataFrame | None, out_dir, layouts: Iterable[str], formats: Iterable[str],
-                 options: ReportOptions = ReportOptions()) -> list[Path]:
+                 options: ReportOptions = ReportOptions(), posterior: pd.DataFrame | None = None) -> list[Path]:
     """Write ``<out>/<layout>.<ext>`` for every layout x format; returns the paths. A layout with no
-    rows (``pde`` on an image-only store) is skipped; no rows for any layout is an error."""
+    rows (``pde`` on an image-only store, ``calibration`` without ``posterior`` rows) is skipped; no
+    rows for any layout is an error."""
     layouts, formats = list(layouts), list(formats)
     _check_formats(formats)
-    built = {layout: build_tables(results, sets, layout, options) for layout in layouts}
+    built = {layout: build_tables(results, sets, layout, options, posterior) for layout in layouts}
     if not any(built.values()):
         raise ValueError(f"no rows for layouts {layouts} after filters")
     emit_warnings(t for tables in built.values() for t in tables)

@@ -2,7 +2,9 @@
 
 Facts come from the registries, never restated here: a solver's space (latent / pixel) and family
 (diffusion / classical) from ``solvers.SOLVERS``, a task's kind (linear / nonlinear) from
-``operators.OPERATORS``. What is kept here is spelling and the paper's order.
+``operators.OPERATORS``, a metric's label, decimals, source (image / set) and direction from the
+metric registry (``orchestrator.metrics.registry``). What is kept here is spelling and the paper's
+order.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from operators import OPERATORS
+from orchestrator.metrics import registry as _metric_registry
 from orchestrator.schema import LOWER_IS_BETTER
 from solvers import SOLVERS
 
@@ -30,16 +33,17 @@ class Metric:
     std_column: str | None = None  # for set metrics: the sets column holding a std, if any
 
 
-#: Metrics a table may show (keys are result/set column names).
+#: Metrics a table may show (keys are result/set column names): every registered metric under the
+#: column reports show (``MetricInfo.column``: ``kid_mean`` for KID), and seconds per image.
 METRICS: dict[str, Metric] = {
-    "lpips": Metric("LPIPS", 3),
-    "fid": Metric("FID", 2, source="set"),
-    "kid_mean": Metric("KID", 4, source="set", std_column="kid_std"),
-    "psnr": Metric("PSNR", 2),
-    "ssim": Metric("SSIM", 3),
-    "rel_l2": Metric("Rel. L2", 2, percent=True),
-    "y_residual": Metric("||y-A(x)||", 3),
+    **{m.column: Metric(m.label, m.decimals, source=m.kind, percent=m.percent, std_column=m.std_column)
+       for m in _metric_registry.METRICS.values()},
     "wall_s": Metric("s/img", 2),
+    # posterior set metrics (``orchestrator.posterior_sets``), shown by the calibration layout
+    **{k: Metric(label, dec, source="posterior", percent=pct) for k, label, dec, pct in (
+        ("sw", "SW", 3, False), ("sw_floor", "SW floor", 3, False), ("sw_ratio", "SW/floor", 2, False),
+        ("mean_err", "mean err.", 3, False), ("std_ratio", "std ratio", 2, False), ("mode_tv", "mode TV", 3, False),
+        ("cov50", "cov. 50%", 1, True), ("cov90", "cov. 90%", 1, True), ("mmse_gap", "MMSE gap", 2, False))},
 }
 
 #: Lambda influence columns (per image): gradient-norm ratio, and the objective ratio (ReSample).

@@ -252,6 +252,13 @@ class Layout:
     tasks: Callable[[str], bool]
     naive: bool  # whether the naive inverse's row is meaningful here
     description: str
+    #: the store part the tables come from: ``results`` (a ``Section`` per dataset and noise level) or
+    #: ``posterior`` (``reporting.calibration`` builds the tables from the posterior rows; ``build`` unused)
+    source: str = "results"
+
+
+def _from_posterior(section: Section) -> Table:
+    raise ValueError("the calibration layout is built from the store's posterior rows (reporting.calibration), not a Section")
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -263,4 +270,8 @@ LAYOUTS: dict[str, Layout] = {
                        lambda t: not is_pde(t), True, "Table 7: mean (sd; 95% interval) per task x method"),
     "pde": Layout(lambda s: _grouped_by_task(s, False, True, _pde_task_group), ("rel_l2",), "rel_l2", ("sigma_y",), is_pde, False,
                   "Table 4: relative L2 per PDE forward / inverse problem"),
+    "calibration": Layout(_from_posterior, ("sw", "sw_floor", "sw_ratio", "mean_err", "std_ratio", "mode_tv", "cov50", "cov90",
+                                            "mmse_gap"), "sw", ("dataset", "sigma_y"), lambda t: True, False,
+                          "posterior calibration per solver x regularizer x step x task: SW vs its floor, coverage, "
+                          "mean error, std ratio, mode TV, MMSE gap (exact-posterior datasets)", source="posterior"),
 }

@@ -88,7 +88,7 @@ def make_cells(ts: "TuneSpec") -> list[Cell]:
                     continue  # the solver's spec names other tasks (e.g. a classical baseline's)
                 sub = sweep.model_copy(update={"solvers": [sol], "tasks": [task], "regularizers": [reg],
                                                "seeds": [sweep.seeds[0]]})
-                expanded = _grid.expand(sub, ts.backend)
+                expanded = _grid.expand(sub)
                 if not expanded:
                     continue  # nothing to run: a classical baseline under a regularizer
                 template = dataclasses.replace(expanded[0], split=ts.split)

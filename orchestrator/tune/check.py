@@ -15,44 +15,45 @@ from orchestrator.spec import SweepSpec
 from orchestrator.tune.section import OPTION_KEY, SPACE_KEYS, TuneSection, cell_keys
 
 
-def _dataset_info(sweep: SweepSpec, backend: Optional[str]):
-    from orchestrator import backend as _backend
+def _dataset_info(sweep: SweepSpec):
     from orchestrator import data as _data
 
-    datasets = getattr(_backend.resolve(backend), "DATASETS", None) if backend else None
-    if datasets and sweep.dataset.name in datasets:
-        return datasets[sweep.dataset.name]
     try:
         return _data.info(sweep.dataset.name)
     except ValueError:
         return None  # spec.check already reported the unknown dataset
 
 
-def _dataset_size(sweep: SweepSpec, split: str, backend: Optional[str]) -> Optional[int]:
-    info = _dataset_info(sweep, backend)
+def _dataset_size(sweep: SweepSpec, split: str) -> Optional[int]:
+    info = _dataset_info(sweep)
     return None if info is None else info.sizes.get(split)
 
 
-def _lpips_available(sweep: SweepSpec) -> bool:
-    if sweep.metric_weights.get("lpips"):
-        return Path(sweep.metric_weights["lpips"]).exists()
-    from orchestrator.metrics import LPIPS_ALEXNET_FILE, find_weights
+def _missing_weights(sweep: SweepSpec, metric: str) -> list[str]:
+    """The weights files ``metric`` needs (``MetricInfo.weights``) that are neither named in the spec's
+    ``metric_weights`` (existing) nor found where ``orchestrator.metrics.weights`` looks."""
+    from orchestrator.metrics import find_weights, registry
 
-    return find_weights(LPIPS_ALEXNET_FILE) is not None
+    missing = []
+    for key, wf in registry.weights_files([metric]).items():
+        given = sweep.metric_weights.get(key)
+        if not (Path(given).exists() if given else find_weights(wf.filename) is not None):
+            missing.append(f"{wf.filename} (metric_weights.{key} or $EQUIBENCH_WEIGHTS)")
+    return missing
 
 
-def tune_split(sweep: SweepSpec, t: TuneSection, backend: Optional[str] = None) -> str:
+def tune_split(sweep: SweepSpec, t: TuneSection) -> str:
     """The split a search tunes on: the section's, else the dataset's tune split for the report split."""
     if t.images.split:
         return t.images.split
-    info = _dataset_info(sweep, backend)
+    info = _dataset_info(sweep)
     pairs = getattr(info, "tune_split_of", None) or {}
     return pairs.get(sweep.dataset.split, sweep.dataset.split)
 
 
-def _content_overlap(sweep: SweepSpec, split: str, ids: list, backend: Optional[str]) -> list:
+def _content_overlap(sweep: SweepSpec, split: str, ids: list) -> list:
     """Pairs (tune id, report id) whose images share content (same seed / overlapping crop / same id)."""
-    info = _dataset_info(sweep, backend)
+    info = _dataset_info(sweep)
     report = _grid.sample_ids(sweep)
     if info is not None and hasattr(info, "overlap"):
         return info.overlap(split, ids, sweep.dataset.split, report)
@@ -62,19 +63,19 @@ def _content_overlap(sweep: SweepSpec, split: str, ids: list, backend: Optional[
     return [(i, i) for i in common]
 
 
-def _check_images(sweep: SweepSpec, t: TuneSection, backend: Optional[str]) -> list[tuple[str, str]]:
+def _check_images(sweep: SweepSpec, t: TuneSection) -> list[tuple[str, str]]:
     """In range, chunked, disjoint in content from the report images; ASHA has >= 2 chunks."""
     errors: list[tuple[str, str]] = []
-    split = tune_split(sweep, t, backend)
+    split = tune_split(sweep, t)
     ids = t.images.sample_ids()
-    n = _dataset_size(sweep, split, backend)
+    n = _dataset_size(sweep, split)
     if n is None:
         errors.append(("tune.images.split", f"{split!r} is not a split of dataset {sweep.dataset.name!r}"))
     else:
         bad = [i for i in ids if i >= n]
         if bad:
             errors.append(("tune.images", f"ids {bad} out of range for {sweep.dataset.name}/{split}; allowed: 0..{n - 1}"))
-        shared = _content_overlap(sweep, split, [i for i in ids if i < n], backend)
+        shared = _content_overlap(sweep, split, [i for i in ids if i < n])
         if shared:
             errors.append(("tune.images", f"tuning images {sorted({i for i, _ in shared})[:10]} of {sweep.dataset.name}/{split} "
                            f"share content with report images {sorted({j for _, j in shared})[:10]} of "
@@ -172,17 +173,18 @@ def _check_single_config(sweep: SweepSpec, t: TuneSection, chosen: list) -> list
     return errors
 
 
-def check(sweep: SweepSpec, t: TuneSection, backend: Optional[str] = None) -> list[tuple[str, str]]:
+def check(sweep: SweepSpec, t: TuneSection) -> list[tuple[str, str]]:
     """Problems of a ``tune:`` section against its (valid) sweep spec; empty list: valid."""
-    from orchestrator import backend as _backend
+    from solvers.api import SOLVERS
 
     chosen = _chosen(sweep, t)
-    errors = _check_images(sweep, t, backend) + _check_pairs(sweep, t)
-    errors += _check_space(sweep, t, chosen, _backend.resolve(backend).SOLVERS)
+    errors = _check_images(sweep, t) + _check_pairs(sweep, t)
+    errors += _check_space(sweep, t, chosen, SOLVERS)
     errors += _check_searcher(t) + _check_single_config(sweep, t, chosen)
     if chosen and not any(cell_keys(t, sweep.regularizers[k]) for _, k in chosen):
         errors.append(("tune.space", "nothing to search: no selected cell has a parameter in tune.space"))
-    if t.objective.metric == "lpips" and not _lpips_available(sweep):
-        errors.append(("tune.objective", "lpips needs the AlexNet weights file (metric_weights.lpips or "
-                       "$EQUIBENCH_WEIGHTS); without it every value is null"))
+    missing = _missing_weights(sweep, t.objective.metric)
+    if missing:
+        errors.append(("tune.objective", f"{t.objective.metric} needs the weights file {', '.join(missing)}; "
+                       "without it every value is null"))
     return errors

@@ -89,8 +89,8 @@ class WorkerPool:
     writer: Any = None
 
     @classmethod
-    def start(cls, sweep: SweepSpec, n: int, backend: Optional[str], name: str, store_dir, run_id: str) -> "WorkerPool":
-        workers = start_actors(sweep, n, backend, name=name)
+    def start(cls, sweep: SweepSpec, n: int, name: str, store_dir, run_id: str) -> "WorkerPool":
+        workers = start_actors(sweep, n, name=name)
         writer = start_writer(store_dir, run_id)
         dispatcher = Dispatcher.options(name=name, namespace=NAMESPACE).remote(workers, writer)
         ray.get([dispatcher.info.remote(), writer.stats.remote()])  # all up before a trial looks it up

@@ -66,7 +66,7 @@ def _fixed_units(ts: TuneSpec, cells: list[Cell], store_dir: Path) -> list:
             continue
         have = stored_trial_rows(store_dir, ts.run_id, fixed_key(cell), columns=[])
         todo = [s for s in ts.tuning_ids if have.get(s, {}).get("status") not in ("ok", "diverged")]
-        units += trial_units(cell.template, todo, ts.sweep.batch_size, fixed_key(cell)) if todo else []
+        units += trial_units(cell.template, todo, ts.sweep.unit_rows, fixed_key(cell)) if todo else []
     return units
 
 
@@ -117,7 +117,7 @@ def _compute(ts: TuneSpec, fixed_units: list, searches: list, experiments: dict,
     pool = None
     try:
         n = num_actors or ts.sweep.resources.num_actors or _cluster.auto_actors(ts.sweep, 1 << 20)
-        pool = WorkerPool.start(ts.sweep, n, ts.backend, f"tune-{ts.run_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        pool = WorkerPool.start(ts.sweep, n, f"tune-{ts.run_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
                                 store_dir, ts.run_id)
         context = {"code_version": _cluster.code_version(), "metrics": ts.row_metrics}
         ray.get([pool.dispatcher.run_and_store.remote(u, trial_context(context, ts.run_id, u.unit_id.rsplit(".", 1)[0]))
@@ -128,7 +128,7 @@ def _compute(ts: TuneSpec, fixed_units: list, searches: list, experiments: dict,
         CLOCK.start(sum(cell.n_trials(ts.tune) for _, cell in searches))  # "trial k/N, ETA" lines
         with tune_env(TUNE_GLOBAL_CHECKPOINT_S=CHECKPOINT_PERIOD_S, RAY_AIR_NEW_OUTPUT="0"):
             for variant, cell in searches:
-                job = TrialJob(ts.run_id, variant, cell, ts.chunks, ts.sweep.batch_size, ts.metric, ts.mode,
+                job = TrialJob(ts.run_id, variant, cell, ts.chunks, ts.sweep.unit_rows, ts.metric, ts.mode,
                                pool.name, context)
                 experiments[variant][cell.slug] = run_experiment(ts, cell, variant, job, tune_dir, resume,
                                                                  max_concurrent, quiet)

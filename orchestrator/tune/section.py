@@ -9,11 +9,12 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator import spec as spec_mod
-from orchestrator.schema import LOWER_IS_BETTER
-from orchestrator.spec import ROW_METRICS, RegSpec
+from orchestrator.metrics import registry as _metric_registry
+from orchestrator.spec import RegSpec
 
-#: Per-image columns a search may optimise (``y_residual`` needs no ground truth).
-OBJECTIVE_METRICS = ROW_METRICS + ("y_residual",)
+#: Per-image columns a search may optimise: every image metric of the registry (``y_residual``, the
+#: solver's own, needs no ground truth).
+OBJECTIVE_METRICS = _metric_registry.names("image")
 #: ``step_scale`` multiplies each solver's own step size (``solvers[].step_sizes``), so one search
 #: space serves solvers whose step sizes differ by orders of magnitude (DPS zeta ~1, DAPS lr ~1e-4).
 SPACE_KEYS = ("lam", "step_size", "step_scale", "num_steps")
@@ -108,7 +109,7 @@ class ObjectiveSpec(_Model):
     """The metric a search optimises (mean over the tuning images) and its direction."""
 
     metric: str
-    mode: Optional[Literal["min", "max"]] = Field(None, description="default: min for lpips/rel_l2/y_residual, else max")
+    mode: Optional[Literal["min", "max"]] = Field(None, description="default: the metric's direction in the metric registry (min where lower is better)")
 
     @model_validator(mode="before")
     @classmethod
@@ -123,7 +124,7 @@ class ObjectiveSpec(_Model):
 
     @property
     def direction(self) -> str:
-        return self.mode or ("min" if self.metric in LOWER_IS_BETTER else "max")
+        return self.mode or ("min" if _metric_registry.get(self.metric).lower_is_better else "max")
 
 
 class SchedulerSpec(_Model):

@@ -28,7 +28,6 @@ class TuneSpec:
 
     sweep: SweepSpec
     tune: TuneSection
-    backend: Optional[str] = None
     source: Optional[str] = None
 
     @property
@@ -37,7 +36,7 @@ class TuneSpec:
 
     @property
     def split(self) -> str:
-        return tune_split(self.sweep, self.tune, self.backend)
+        return tune_split(self.sweep, self.tune)
 
     @property
     def tuning_ids(self) -> list[int]:
@@ -102,7 +101,7 @@ def _read_source(source) -> tuple[dict, Optional[str]]:
     return data, name
 
 
-def load(source: Union[dict, str, Path], backend: Optional[str] = None, overrides: Sequence[str] = ()) -> TuneSpec:
+def load(source: Union[dict, str, Path], overrides: Sequence[str] = ()) -> TuneSpec:
     """A validated :class:`TuneSpec` from a dict, a YAML path or YAML text; ``SpecError`` (every
     problem of the sweep part and of the ``tune:`` section at once) otherwise. ``overrides``:
     command-line ``KEY=VALUE`` strings (``orchestrator.overrides``; ``tune.*`` keys included)."""
@@ -124,11 +123,11 @@ def load(source: Union[dict, str, Path], backend: Optional[str] = None, override
             errors += [(f"tune.{f}" if f != "<spec>" else "tune", m) for f, m in spec_mod._format_pydantic(exc)]
     sweep = None
     try:
-        sweep = spec_mod.parse(data, backend=backend, source=where)
+        sweep = spec_mod.parse(data, source=where)
     except SpecError as exc:
         errors = list(exc.errors) + errors
     if sweep is not None and section is not None:
-        errors += check(sweep, section, backend)
+        errors += check(sweep, section)
     if errors:
         raise SpecError(errors, where)
-    return TuneSpec(sweep.with_overrides(overrides), section, backend, name)
+    return TuneSpec(sweep.with_overrides(overrides), section, name)

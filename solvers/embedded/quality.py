@@ -15,15 +15,12 @@ import math
 
 import torch
 
+from solvers.psnr import psnr as _psnr  # the project's one PSNR (images in [-1, 1])
+
 TIMESTEPS = (20, 50, 200)
 #: held-out figures may trail the training ones by at most this much (stated before training)
 GENERALIZATION_BOUND = {"psnr_gap_db": 1.5, "eps_mse_ratio": 1.15}
 SETS = ("train", "tune", "tune_ood")
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR of images in [-1, 1] (peak-to-peak 2)."""
-    return 10 * torch.log10(4 / (a.clamp(-1, 1) - b).pow(2).flatten(1).mean(1))
 
 
 @torch.no_grad()

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from solvers.psnr import psnr
+
 from . import data
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -228,9 +230,8 @@ def reconstruction_psnr(vae, images: torch.Tensor, chunk: int = 256) -> float:
     vals = []
     for i in range(0, len(images), chunk):
         x = images[i: i + chunk]
-        rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
-        mse = (rec - x).pow(2).flatten(1).mean(1)
-        vals.append(10 * torch.log10(4.0 / mse))
+        rec = vae.decode(vae.encode(x).latent_dist.mean).sample
+        vals.append(psnr(rec, x))
     return float(torch.cat(vals).mean())
 
 

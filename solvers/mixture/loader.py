@@ -7,7 +7,7 @@ Nothing is read from disk: a world is built from its parameters (``solvers.mixtu
 """
 from __future__ import annotations
 
-from solvers.loaders import AUTOENCODER_LOADERS, PRIOR_LOADERS
+from solvers.loaders import AUTOENCODER_LOADERS, register_prior
 from solvers.mixture.presets import world_spec
 from solvers.mixture.prior import world_autoencoder, world_prior
 
@@ -19,6 +19,14 @@ def _name(spec: dict) -> str:
     return world_spec(str(name)).name
 
 
+def _info(spec: dict) -> dict:
+    """Image size and channels of the world's images (decoded ones for the latent prior); no files."""
+    w = world_spec(_name(spec))
+    return {"image_size": w.size, "channels": w.channels, "files": []}
+
+
+@register_prior("mixture", info=_info, fields=("name", "space"), required=("name",), spaces=("pixel", "latent"),
+                space_key="space")
 def _prior(spec: dict):
     return world_prior(_name(spec), spec.get("space", "pixel"))
 
@@ -27,5 +35,4 @@ def _autoencoder(spec: dict):
     return world_autoencoder(_name(spec))
 
 
-PRIOR_LOADERS["mixture"] = _prior
 AUTOENCODER_LOADERS["mixture"] = _autoencoder

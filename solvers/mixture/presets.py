@@ -17,10 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["WorldSpec", "WORLDS", "register_world", "world_spec", "PREFIX"]
-
-#: a spec's prior path ``mixture:<world>`` names a world's prior (``orchestrator.worker``)
-PREFIX = "mixture:"
+__all__ = ["WorldSpec", "WORLDS", "register_world", "world_spec"]
 
 
 @dataclass(frozen=True)

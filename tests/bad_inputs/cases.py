@@ -20,7 +20,6 @@ from typing import Callable, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FAKE = "tests.orchestrator_fakes"
 
 
 @dataclass
@@ -123,7 +122,7 @@ def cpu_cluster(monkeypatch):
     monkeypatch.setattr(ray, "shutdown", lambda: None)
 
 
-RUN = ["run", "{good}", "--store", "{store}", "--backend", FAKE]
+RUN = ["run", "{good}", "--store", "{store}"]
 SOLVE = ["solve", "--solver", "dps", "--task", "box_inpainting", "--out", "{tmp}/solve-out"]
 SQL_READONLY = "read-only and confined to the store"
 
@@ -131,7 +130,7 @@ CASES: dict[str, list[Case]] = {
     "flags": [
         Case("actors_zero", RUN + ["--actors", "0"], "--actors 0: allowed: an integer >= 1"),
         Case("actors_negative", RUN + ["--actors", "-3"], "--actors -3: allowed: an integer >= 1"),
-        Case("plan_actors_zero", ["plan", "{good}", "--actors", "0", "--backend", FAKE], "--actors 0"),
+        Case("plan_actors_zero", ["plan", "{good}", "--actors", "0"], "--actors 0"),
         Case("solve_sigma_negative", SOLVE + ["--sigma-y", "-0.1"], "--sigma-y -0.1: allowed: a number >= 0"),
         Case("solve_sigma_nan", SOLVE + ["--sigma-y", "nan"], "--sigma-y nan: allowed"),
         Case("solve_n_zero", SOLVE + ["--n", "0"], "--n 0: allowed: an integer >= 1"),
@@ -148,13 +147,13 @@ CASES: dict[str, list[Case]] = {
         Case("report_sample_ids_negative", ["report", "--store", "{store}", "--out", "{tmp}/rep", "--sample-ids", "-1"],
              "--sample-ids -1: allowed: integers >= 0"),
         Case("query_max_rows_zero", ["query", "--store", "{store}", "select 1", "--max-rows", "0"], "--max-rows 0"),
-        Case("address_unreachable", ["run", "{work}", "--store", "{store}", "--backend", FAKE, "--address", "127.0.0.1:9"],
+        Case("address_unreachable", ["run", "{work}", "--store", "{store}", "--address", "127.0.0.1:9"],
              "cannot reach a Ray cluster there", setup=drop_one_unit),
-        Case("address_malformed", ["run", "{work}", "--store", "{store}", "--backend", FAKE, "--address", "my-cluster"],
+        Case("address_malformed", ["run", "{work}", "--store", "{store}", "--address", "my-cluster"],
              "expected auto, HOST:PORT", setup=drop_one_unit),
         Case("list_unknown_kind", ["list", "widgets"], "invalid choice: 'widgets'"),
         Case("unknown_command", ["frobnicate"], "invalid choice: 'frobnicate'"),
-        Case("run_no_store", ["run", "{good}", "--backend", FAKE], "no store: pass --store DIR"),
+        Case("run_no_store", ["run", "{good}"], "no store: pass --store DIR"),
         Case("export_no_out", ["export", "--store", "{store}", "select 1"], "the following arguments are required: --out"),
     ],
     "store": [
@@ -164,10 +163,10 @@ CASES: dict[str, list[Case]] = {
         Case("export_missing", ["export", "--store", "{tmp}/typo", "select 1", "--out", "{tmp}/x.csv"], "does not exist"),
         Case("status_store_is_file", ["status", "--store", "{tmp}/afile"], "is a file, not a directory", setup=store_is_file),
         Case("query_store_is_file", ["query", "--store", "{tmp}/afile", "select 1"], "is a file", setup=store_is_file),
-        Case("run_store_is_file", ["run", "{good}", "--store", "{tmp}/afile", "--backend", FAKE], "is a file",
+        Case("run_store_is_file", ["run", "{good}", "--store", "{tmp}/afile"], "is a file",
              setup=store_is_file),
         Case("status_not_a_store", ["status", "--store", "{tmp}/notstore"], "is not an EquiBench store", setup=not_a_store),
-        Case("run_broken_link", ["run", "{good}", "--store", "{tmp}/dangling", "--backend", FAKE], "broken link",
+        Case("run_broken_link", ["run", "{good}", "--store", "{tmp}/dangling"], "broken link",
              setup=broken_link),
         Case("status_names_foreign_schema", ["status", "--store", "{store}"], "unit-foreign.parquet: foreign schema", rc=0,
              setup=foreign_schema, where="out"),
@@ -183,7 +182,7 @@ CASES: dict[str, list[Case]] = {
              where="out"),
         Case("resume_nothing_to_do", RUN, "nothing to compute", rc=0, where="out"),
         Case("resume_nothing_to_do_read_only", RUN, "nothing to compute", rc=0, patch=read_only, where="out"),
-        Case("run_read_only_store", ["run", "{work}", "--store", "{store}", "--backend", FAKE], "is not writable (read-only)",
+        Case("run_read_only_store", ["run", "{work}", "--store", "{store}"], "is not writable (read-only)",
              setup=drop_one_unit, patch=read_only),
         Case("export_into_store", ["export", "--store", "{store}", "select 1", "--out", "{store}/x.csv"],
              "is inside the store"),
@@ -233,11 +232,11 @@ CASES: dict[str, list[Case]] = {
         Case("query_works", ["query", "--store", "{store}", "select count(*) as n from results where run_id = 'smoke'"], " 9", rc=0, where="out"),
     ],
     "identity": [
-        Case("same_name_other_grid", ["run", "{other_grid}", "--store", "{store}", "--backend", FAKE],
+        Case("same_name_other_grid", ["run", "{other_grid}", "--store", "{store}"],
              "holds another grid", ),
-        Case("same_name_other_grid_hint", ["run", "{other_grid}", "--store", "{store}", "--backend", FAKE],
+        Case("same_name_other_grid_hint", ["run", "{other_grid}", "--store", "{store}"],
              "give the spec a new name: (e.g. name: smoke-2) for a new run, or rerun with --extend"),
-        Case("extend_dry_run_plans", ["run", "{other_grid}", "--store", "{store}", "--backend", FAKE, "--extend",
+        Case("extend_dry_run_plans", ["run", "{other_grid}", "--store", "{store}", "--extend",
                                       "--dry-run"], "to compute: 3 rows", rc=0, where="out"),
         Case("status_names_copied_unit", ["status", "--store", "{store}"], "belong to run 'other', not 'smoke'", rc=0,
              setup=copied_from_other, where="out"),
@@ -247,16 +246,16 @@ CASES: dict[str, list[Case]] = {
              setup=other_grid_file, where="out"),
     ],
     "guards": [
-        Case("grid_too_big", ["run", "{big}", "--store", "{store}", "--backend", FAKE], "above the 100,000-config limit"),
-        Case("plan_huge_grid", ["plan", "{huge}", "--backend", FAKE], "by arithmetic, not expanded", rc=0, where="out"),
+        Case("grid_too_big", ["run", "{big}", "--store", "{store}"], "above the 100,000-config limit"),
+        Case("plan_huge_grid", ["plan", "{huge}"], "by arithmetic, not expanded", rc=0, where="out"),
         Case("dry_run_plans", RUN + ["--dry-run"], "already stored: 9 rows; to compute: 0 rows", rc=0, where="out"),
-        Case("dry_run_estimate", ["run", "{work}", "--store", "{store}", "--backend", FAKE, "--dry-run"],
+        Case("dry_run_estimate", ["run", "{work}", "--store", "{store}", "--dry-run"],
              "from stored per-row timings", rc=0, setup=drop_one_unit, where="out"),
-        Case("gpu_on_cpu_cluster", ["run", "{gpu}", "--store", "{store}", "--backend", FAKE],
+        Case("gpu_on_cpu_cluster", ["run", "{gpu}", "--store", "{store}"],
              "resources.num_gpus: 1 per actor but the cluster has CPU 2, GPU 0", setup=drop_one_unit, patch=cpu_cluster),
-        Case("cpus_64", ["run", "{cpus64}", "--store", "{store}", "--backend", FAKE],
+        Case("cpus_64", ["run", "{cpus64}", "--store", "{store}"],
              "resources.num_cpus: 64 per actor but the cluster has CPU 2", setup=drop_one_unit, patch=cpu_cluster),
-        Case("too_many_actors", ["run", "{work}", "--store", "{store}", "--backend", FAKE, "--actors", "10"],
+        Case("too_many_actors", ["run", "{work}", "--store", "{store}", "--actors", "10"],
              "allowed: at most 8 actors", setup=drop_one_unit, patch=cpu_cluster),
     ],
     "resume": [
@@ -268,7 +267,7 @@ CASES: dict[str, list[Case]] = {
         Case("override_unknown_key", RUN + ["nosuchkey=1"],
              "override 'nosuchkey=1': unknown key 'nosuchkey' in the spec; allowed: batch_size, "),
         Case("override_unknown_nested_key", RUN + ["dataset.cout=4"],
-             "unknown key 'cout' in dataset; allowed: count, ids, name, split"),
+             "unknown key 'cout' in dataset; allowed: count, ids, name, samples_per_measurement, split"),
         Case("override_index_out_of_range", RUN + ["solvers.3.num_steps=2"],
              "index 3 out of range: solvers has 1 entry (indices 0..0)"),
         Case("override_no_equals", RUN + ["solvers.0.num_steps"], "override 'solvers.0.num_steps': no '='"),
@@ -276,18 +275,18 @@ CASES: dict[str, list[Case]] = {
              "batch_size is 4 (an int), not a mapping or a list"),
         Case("override_list_by_name", RUN + ["--set", "solvers.num_steps=2"],
              "solvers is a list of 1: index it by number (e.g. solvers.0)"),
-        Case("override_bad_yaml", ["plan", "{good}", "tasks=[{{operator: fake_mask", "--backend", FAKE],
+        Case("override_bad_yaml", ["plan", "{good}", "tasks=[{{operator: fake_mask"],
              "is not valid YAML"),
         Case("override_twice", RUN + ["seeds=[0]", "--set", "seeds=[1]"], "seeds is set twice (also by 'seeds=[0]')"),
         Case("override_invalid_value", RUN + ["batch_size=0"], "+ overrides: batch_size: Input should be greater"),
-        Case("override_spec_after_override", ["plan", "seeds=[1]", "{good}", "--backend", FAKE],
+        Case("override_spec_after_override", ["plan", "seeds=[1]", "{good}"],
              "the spec comes first"),
         Case("override_changes_grid_same_name", RUN + ["dataset.count=4"],
              "with the overrides dataset.count=4 gives 3 configs x 4 samples"),
         Case("override_changes_grid_hint", RUN + ["dataset.count=4"], "add the override name=smoke-2 for a new run"),
-        Case("override_plan_warns_identity", ["plan", "{good}", "dataset.count=4", "--store", "{store}", "--backend", FAKE],
+        Case("override_plan_warns_identity", ["plan", "{good}", "dataset.count=4", "--store", "{store}"],
              "`equibench run` would refuse it", rc=0, where="out"),
-        Case("override_tune_section_key", ["tune", "{good}", "tune.nope=1", "--out", "{tmp}/t", "--backend", FAKE],
+        Case("override_tune_section_key", ["tune", "{good}", "tune.nope=1", "--out", "{tmp}/t"],
              "unknown key 'nope' in tune; allowed:"),
     ],
     "report": [

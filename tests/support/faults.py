@@ -3,7 +3,6 @@
 with retries, and the scenarios themselves. Not a test module."""
 from __future__ import annotations
 
-from tests.orchestrator_fakes import descendants as _descendants_from_fakes
 import json
 import os
 import random
@@ -15,17 +14,18 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import yaml  # noqa: E402
-from orchestrator import driver, grid, spec as spec_mod, store  # noqa: E402
-from orchestrator.progress import Progress  # noqa: E402
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+from orchestrator import driver, grid, spec as spec_mod, store
+from orchestrator.progress import Progress
+from tests.support import FAKES as FAKE
+from tests.support.procs import descendants
 
 ray = pytest.importorskip("ray")
 
-FAKE = "tests.orchestrator_fakes"
 REPO = Path(__file__).resolve().parents[2]
 BAD_SPECS = sorted((REPO / "tests" / "bad_specs").glob("*.yaml"))
 PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -55,7 +55,7 @@ def spec_dict(name, *, count=4, lambdas=(0.1, 0.2), batch_size=4, options=None, 
     """A tiny sweep: 1 task x (baseline + equi at ``lambdas``) x ``count`` images, fake solver."""
     resources = {"num_cpus": num_cpus, **({"num_actors": num_actors} if num_actors else {})}
     return {
-        "name": name, "prior": "embedded", "dataset": {"count": count},
+        "name": name, "prior": "fake", "plugins": [FAKE], "dataset": {"count": count},
         "tasks": [{"operator": "fake_mask", "sigma_y": [0.05]}],
         "solvers": solvers or [{"name": "fake", "num_steps": [2], "options": dict(options or {})}],
         "regularizers": [{"kind": "none"}, {"kind": "equi", "lambdas": list(lambdas)}],
@@ -64,7 +64,7 @@ def spec_dict(name, *, count=4, lambdas=(0.1, 0.2), batch_size=4, options=None, 
 
 
 def make_spec(name, **kw) -> spec_mod.SweepSpec:
-    return spec_mod.parse(spec_dict(name, **kw), backend=FAKE)
+    return spec_mod.parse(spec_dict(name, **kw))
 
 
 def write_spec(path: Path, name, **kw) -> Path:
@@ -73,12 +73,12 @@ def write_spec(path: Path, name, **kw) -> Path:
 
 
 def grid_keys(spec) -> set:
-    return {(c.config_id, s) for c in grid.expand(spec, FAKE) for s in grid.sample_ids(spec)}
+    return {(c.config_id, s) for c in grid.expand(spec) for s in grid.sample_ids(spec)}
 
 
 def keys_where(spec, pred) -> set:
     """Grid keys of the configs for which ``pred(config)`` holds."""
-    return {(c.config_id, s) for c in grid.expand(spec, FAKE) if pred(c) for s in grid.sample_ids(spec)}
+    return {(c.config_id, s) for c in grid.expand(spec) if pred(c) for s in grid.sample_ids(spec)}
 
 
 # ------------------------------------------------------------------------- the invariant
@@ -165,7 +165,7 @@ class Hook(Progress):
 
 def sweep(spec, store_dir, **kw) -> driver.SweepResult:
     kw.setdefault("progress", Hook(spec.name))
-    return driver.run_sweep(spec, store_dir, backend=FAKE, quiet=True, **kw)
+    return driver.run_sweep(spec, store_dir, quiet=True, **kw)
 
 
 def logged_rows(log_dir: Path) -> int:
@@ -207,7 +207,7 @@ def unit_files(store_dir, run_id) -> list[Path]:
 
 def cli(spec_file, store_dir, address) -> list[str]:
     return [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--store", str(store_dir),
-            "--backend", FAKE, "--quiet", "--address", address]
+            "--quiet", "--address", address]
 
 
 @contextmanager
@@ -224,9 +224,6 @@ def driver_process(cmd, log_path: Path):
             except OSError:
                 pass
             proc.wait()
-
-
-descendants = _descendants_from_fakes  # the shared /proc walker (tests/orchestrator_fakes.py)
 
 
 def kill_new_ray_processes(before: set[int]) -> None:
@@ -263,7 +260,7 @@ def start_local_ray():
 
 
 def start_pool(n: int = 2, num_cpus: float = 0.25) -> list:
-    actors = driver.start_actors(make_spec("pool", num_cpus=num_cpus), n, FAKE, name="faults")
+    actors = driver.start_actors(make_spec("pool", num_cpus=num_cpus), n, name="faults")
     ray.get([a.ping.remote() for a in actors])
     return actors
 
@@ -388,7 +385,8 @@ def poisoned(what):
 import ray, safetensors.torch, torch
 import solvers.loaders as loaders
 import orchestrator.worker as worker
-for mod, name in [(loaders, "load_prior"), (loaders, "load_autoencoder"), (loaders, "_load_diffusers"),
+import solvers.loaders_diffusers as loaders_diffusers
+for mod, name in [(loaders, "load_prior"), (loaders, "load_autoencoder"), (loaders_diffusers, "_load_diffusers"),
                   (torch, "load"), (safetensors.torch, "load_file"), (safetensors.torch, "load"), (ray, "init")]:
     setattr(mod, name, poisoned(mod.__name__ + "." + name))
 torch.nn.Module.load_state_dict = poisoned("torch.nn.Module.load_state_dict")
