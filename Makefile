@@ -33,7 +33,7 @@ test-faults: $(STAMP)
 	$(PY) -m pytest -q -m "faults" -p no:cacheprovider
 
 test-bench: $(STAMP)
-	$(PY) -m pytest -q tests/test_benchmarks_quick.py -p no:cacheprovider
+	$(PY) -m pytest -q tests/test_benchmarks_quick.py tests/test_gpu_script.py -p no:cacheprovider
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

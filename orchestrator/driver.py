@@ -22,16 +22,14 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from orchestrator import grid as _grid
 from orchestrator import guards as _guards
 from orchestrator import plan as _plan
 from orchestrator import plugins as _plugins
 from orchestrator import posterior_sets as _posterior
 from orchestrator import run_identity as _identity
+from orchestrator import set_rows as _sets
 from orchestrator import store
-from orchestrator.metrics import registry as _metric_registry
 from orchestrator.cluster import (REPO_ROOT, actor_died, auto_actors, code_version, ensure_ray, local_resources,  # noqa: F401
                                   reissue_warnings, start_actors)
 from orchestrator.progress import Progress
@@ -58,20 +56,6 @@ class SweepResult:
     @property
     def computed_nothing(self) -> bool:
         return self.units == 0 and self.sets_written == 0
-
-
-def _config_images(store_dir, run_id: str, config_id: str):
-    """Stacked (x_hat, x_true) of a config's ok rows, from the store's image files."""
-    df = store.load(store_dir, run=run_id, filters={"config_id": config_id, "status": "ok"},
-                    columns=["unit_id", "sample_id"])
-    if df.empty:
-        return None, None
-    imgs = store.load_images(store_dir, run_id, sorted(set(df["unit_id"])))
-    keys = [(f"{config_id}:{s}", str(s)) for s in sorted(set(df["sample_id"].tolist()))]
-    keys = [(k, s) for k, s in keys if k in imgs["x_hat"] and s in imgs["x_true"]]
-    if not keys:
-        return None, None
-    return np.stack([imgs["x_hat"][k] for k, _ in keys]), np.stack([imgs["x_true"][s] for _, s in keys])
 
 
 class _Sweep:
@@ -117,7 +101,7 @@ class _Sweep:
             self.sched.submit(CallKind.UNIT, unit, "run_unit", unit, self.context)
 
     def submit_sets(self, cid: str) -> None:
-        xh, xt = _config_images(self.store_dir, self.spec.name, cid)
+        xh, xt = _sets.config_images(self.store_dir, self.spec.name, cid)
         if xh is not None:
             self.sched.submit(CallKind.SETS, (cid, len(xh)), "set_metrics", xh, xt, self.want_sets, limit=False)
 
@@ -130,7 +114,7 @@ class _Sweep:
         got = {"error": f"{type(done.error).__name__}: {done.error}"} if done.error else done.value
         reissue_warnings(got.pop("warnings", None), self.seen_warnings)
         store.write_sets(self.store_dir, self.spec.name, cid,
-                         [_set_row(self.spec, self.by_id[cid], n, got, self.context, n == self.n_samples)],
+                         [_sets.set_row(self.spec, self.by_id[cid], n, got, self.context, n == self.n_samples)],
                          grid_hash=self.context.get("grid_hash"))
         self.result.sets_written += 1
 
@@ -202,19 +186,6 @@ class _Sweep:
                          "row_seed": r.row_seed, "lam": r.lam, "step_size": r.step_size, "status": "failed",
                          "error": error[-2000:], "started_at": now, "code_version": self.context.get("code_version")})
         return {"rows": rows, "images": {}}
-
-
-def _set_row(spec: SweepSpec, cfg: _grid.Config, n: int, got: dict, context: dict, complete: bool) -> dict:
-    cols = cfg.store_columns()
-    status = "ok" if complete and not got.get("error") else ("failed" if got.get("error") else "partial")
-    return {
-        "run_id": spec.name, "run_kind": context.get("run_kind", "sweep"), "trial_id": context.get("trial_id"),
-        "config_id": cfg.config_id, "solver": cols["solver"], "regularizer": cols["regularizer"], "lam": cols["lam"],
-        "step_size": cols["step_size"], "task": cols["task"], "sigma_y": cols["sigma_y"], "num_steps": cols["num_steps"],
-        "n_images": n, **{c: got.get(c) for c in _metric_registry.columns("set")},  # fid, kid_mean, kid_std, ...
-        "status": status, "error": got.get("error"), "computed_at": _dt.datetime.now(_dt.timezone.utc),
-        "code_version": context.get("code_version"), "config_json": cols["config_json"],
-    }
 
 
 class SweepInterrupted(KeyboardInterrupt):
