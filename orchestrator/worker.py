@@ -270,6 +270,8 @@ class WorkerCore:
         with torch.no_grad():
             x = x_hat.detach().to(x_true.device, x_true.dtype)
             finite = torch.isfinite(x.reshape(n, -1)).all(1)
+            status = list(getattr(out, "status", None) or ["ok"] * n)
+            finite &= torch.tensor([s == "ok" for s in status], device=finite.device)  # diverged: null too
             xs = torch.where(finite.view(-1, 1, 1, 1), x, torch.zeros_like(x))  # diverged rows: metrics null
             self.metrics_for(names)  # the sweep's metrics: one Metrics object, nothing unrequested resolved
             wanted = [n for n in ROW_METRICS if n in names]

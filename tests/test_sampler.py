@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from solvers import SOLVERS, RegularizerSpec, RowBatch, solve
-from solvers.api import RowMonitor, SolveContext
+from solvers.api import DIVERGED_ABOVE, RowMonitor, SolveContext
 from solvers.priors import GaussianPrior, VPSchedule
 from solvers.rng import make_generators
 from solvers.sampler import (ddim_step, ddpm_step, guided_loop, initial_noise, karras_sigmas, pf_ode_euler,
@@ -180,6 +180,19 @@ def test_a_diverging_row_is_frozen_and_flagged_the_rest_continue(problem):
     assert bool(torch.isfinite(out.x).all())
     healthy = solve("dps", prior, _batch(problem, 2, {"step_size": 0.3}, [1, 3]), 15, options={"clamp": False})
     torch.testing.assert_close(out.x[[0, 2]], healthy.x, rtol=0, atol=0)
+
+
+def test_a_finite_but_exploded_output_is_diverged():
+    """Reference: the contract of ``solvers.api.DIVERGED_ABOVE`` (docs/CONTRACTS.md): a row whose
+    output stays finite but leaves every data range (DPS, no clamp, step 1e5: |x| ~ 7e4 here; DAPS
+    at lr 3e-4 on mog8 inpainting reached 1e19) is ``diverged``; a large but sane one (step 1e3:
+    |x| ~ 7e2) stays ``ok``, and the other rows are untouched."""
+    p = gaussian_problem()
+    zeta = torch.tensor([0.3, 1e5, 1e3], dtype=torch.float64)
+    out = solve("dps", p["prior"], _batch(p, 3, {"step_size": zeta}, [1, 2, 3]), 15, options={"clamp": False})
+    peak = out.x.reshape(3, -1).abs().amax(1)
+    assert bool(torch.isfinite(out.x).all()) and float(peak[1]) > DIVERGED_ABOVE > float(peak[2]) > 100
+    assert out.status == ["ok", "diverged", "ok"]
 
 
 def test_monitor_guard_keeps_the_last_finite_state():
