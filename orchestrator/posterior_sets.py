@@ -258,7 +258,9 @@ class PosteriorSets:
         cid, m = key
         ok = sorted((s, u) for s, (u, st) in self.stored[key].items() if st == "ok")
         if not ok:
-            raise ValueError(f"no row of measurement {m} is stored ok")
+            counts = Counter(st for _, st in self.stored[key].values())
+            raise ValueError(f"no row of measurement {m} is stored ok ("
+                             + ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) + ")")
         x_hat, naive = {}, {}
         for unit in sorted({u for _, u in ok}):
             imgs = self._unit_images(unit)
@@ -270,8 +272,7 @@ class PosteriorSets:
         X = torch.as_tensor(np.stack([x_hat[k] for k in keys]).astype(np.float64)).reshape(len(keys), -1)
         X = X[torch.isfinite(X).all(1)]
         if X.shape[0] == 0:
-            raise ValueError(f"every stored reconstruction of measurement {m} is non-finite (float16 storage: |x| > 65504 "
-                             "overflows; a row can be stored ok with such values when the solver's monitor sees finite ones)")
+            raise ValueError(f"every stored reconstruction of measurement {m} is non-finite")
         post, naive_ref = self._posterior(cfg, m, ok[0][0])
         stored_naive = naive.get(keys[0])
         if stored_naive is not None:
