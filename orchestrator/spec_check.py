@@ -57,34 +57,47 @@ def solver_space(entry, prior: PriorSpec) -> str | None:
 
 def check(spec: SweepSpec) -> list[tuple[str, str]]:
     """Problems with ``spec`` that need the registries or the filesystem (empty list: valid)."""
-    from operators import GROUPS as groups, OPERATORS as operators, build_operator
+    errors, ds_info = _dataset_errors(spec)
+    image_shape = tuple(ds_info.image_shape) if ds_info else None
+    errors += _prior_errors(spec.prior, image_shape, spec.dataset.name)
+    task_errors, has_transpose = _task_errors(spec, image_shape)
+    errors += task_errors
+    for j, sol in enumerate(spec.solvers):
+        errors += _solver_errors(spec, j, sol, has_transpose)
+    errors += _regularizer_errors(spec)
+    errors += _weights_errors(spec)
+    return errors
+
+
+def _dataset_errors(spec: SweepSpec):
+    """The dataset's name, split, count/ids and posterior-set fields; returns (errors, info or None)."""
     from orchestrator import data as _data
-    from solvers.api import SOLVERS as solvers, check_options
 
     errors: list[tuple[str, str]] = []
-    # dataset
-    ds_info = None
     try:
         ds_info = _data.info(spec.dataset.name)
     except ValueError as exc:
-        errors.append(("dataset.name", str(exc)))
-    if ds_info is not None:
-        n = ds_info.sizes.get(spec.dataset.split)
-        if n is None:
-            errors.append(("dataset.split", f"{spec.dataset.split!r} not in {ds_info.name}; {_allowed(ds_info.splits)}"))
-        elif spec.dataset.count is not None and spec.dataset.count > n:
-            errors.append(("dataset.count", f"{spec.dataset.count} > the {n} images of {ds_info.name}/{spec.dataset.split}; allowed: 1..{n}"))
-        elif spec.dataset.ids is not None and max(spec.dataset.ids) >= n:
-            errors.append(("dataset.ids", f"{[i for i in spec.dataset.ids if i >= n]} out of range; allowed: 0..{n - 1}"))
-    if ds_info is not None:
-        from orchestrator.posterior_sets import spec_problems
+        return [("dataset.name", str(exc))], None
+    n = ds_info.sizes.get(spec.dataset.split)
+    if n is None:
+        errors.append(("dataset.split", f"{spec.dataset.split!r} not in {ds_info.name}; {_allowed(ds_info.splits)}"))
+    elif spec.dataset.count is not None and spec.dataset.count > n:
+        errors.append(("dataset.count", f"{spec.dataset.count} > the {n} images of {ds_info.name}/{spec.dataset.split}; allowed: 1..{n}"))
+    elif spec.dataset.ids is not None and max(spec.dataset.ids) >= n:
+        errors.append(("dataset.ids", f"{[i for i in spec.dataset.ids if i >= n]} out of range; allowed: 0..{n - 1}"))
+    from orchestrator.posterior_sets import spec_problems
 
-        errors += spec_problems(spec, ds_info)
-    image_shape = tuple(ds_info.image_shape) if ds_info else None
-    errors += _prior_errors(spec.prior, image_shape, spec.dataset.name)
-    # tasks: names, params, transposes (operator built once, seed 0, no model)
+    return errors + spec_problems(spec, ds_info), ds_info
+
+
+def _task_errors(spec: SweepSpec, image_shape):
+    """Task names, operators and params (each operator built once, seed 0, no model); returns
+    (errors, {task index: whether its operator has a transpose})."""
+    from operators import OPERATORS as operators, build_operator
+
+    errors: list[tuple[str, str]] = []
     has_transpose: dict[int, bool] = {}
-    labels = {}
+    labels: dict[str, int] = {}
     for i, task in enumerate(spec.tasks):
         if task.label in labels:
             errors.append((f"tasks[{i}].name", f"task name {task.label!r} repeats tasks[{labels[task.label]}]; give each task a distinct name"))
@@ -99,52 +112,63 @@ def check(spec: SweepSpec) -> list[tuple[str, str]]:
             has_transpose[i] = bool(getattr(op, "has_transpose", False))
         except (ValueError, TypeError) as exc:
             errors.append((f"tasks[{i}].params", str(exc)))
-    # solvers: names, space, transpose
+    return errors, has_transpose
+
+
+def _solver_errors(spec: SweepSpec, j: int, sol, has_transpose: dict[int, bool]) -> list[tuple[str, str]]:
+    """``solvers[j]``: its name, tasks, prior space, options and transpose needs."""
+    from solvers.api import SOLVERS as solvers, check_options
+
+    errors: list[tuple[str, str]] = []
     labels = [t.label for t in spec.tasks]
-    for j, sol in enumerate(spec.solvers):
-        unknown_tasks = sorted(set(sol.task_step_sizes) - set(labels))
-        if unknown_tasks:
-            errors.append((f"solvers[{j}].task_step_sizes", f"unknown task(s) {unknown_tasks}; {_allowed(labels)}"))
-        unknown_run = sorted(set(sol.tasks or []) - set(labels))
-        if unknown_run:
-            errors.append((f"solvers[{j}].tasks", f"unknown task(s) {unknown_run}; {_allowed(labels)}"))
-        if sol.name not in solvers:
-            errors.append((f"solvers[{j}].name", f"unknown solver {sol.name!r}; {_allowed(sorted(solvers))}"))
-            continue
-        entry = solvers[sol.name]
-        supports = getattr(entry, "supports", None)
-        if supports is not None:
-            ops = {t.label: t.operator for t in spec.tasks}
-            bad = [lab for lab in labels if sol.runs_task(lab) and not supports(ops[lab])]
-            if bad:
-                ok = [lab for lab in labels if supports(ops[lab])]
-                errors.append((f"solvers[{j}].tasks", f"{sol.name!r} does not support task(s) {bad}; give "
-                               f"solvers[{j}].tasks: the spec's tasks it supports are {ok or 'none'}"))
-        space = solver_space(entry, spec.prior)
-        if space is None:
-            have = [k for k in ("pixel", "latent") if getattr(spec.prior, k) is not None]
-            need = getattr(entry, "space", "pixel")
-            errors.append((f"solvers[{j}].name", f"{sol.name!r} is a {need}-space solver but the spec gives only a {'/'.join(have)} prior; set prior.{need} or use a solver for {'/'.join(have)} priors"))
-        defaults = getattr(entry, "defaults", None)
-        if defaults is not None:
-            unknown = sorted(set(sol.options) - set(defaults) - {"restarts", "select"})
-            if unknown:
-                errors.append((f"solvers[{j}].options", f"unknown option(s) {unknown} for {sol.name!r}; {_allowed(sorted(defaults) + ['restarts', 'select'])}"))
-            else:
-                try:
-                    check_options(sol.name, dict(sol.options))
-                except ValueError as exc:
-                    errors.append((f"solvers[{j}].options", str(exc)))
-        if getattr(entry, "needs_transpose", False):
-            for i, ht in has_transpose.items():
-                if not ht and sol.runs_task(spec.tasks[i].label):
-                    errors.append((f"solvers[{j}].name", f"{sol.name!r} needs operator.transpose but tasks[{i}].operator {spec.tasks[i].operator!r} has none; allowed solvers for this task: {sorted(n for n, e in solvers.items() if not getattr(e, 'needs_transpose', False))}"))
-    # regularizers: groups, mpe per space
+    unknown_tasks = sorted(set(sol.task_step_sizes) - set(labels))
+    if unknown_tasks:
+        errors.append((f"solvers[{j}].task_step_sizes", f"unknown task(s) {unknown_tasks}; {_allowed(labels)}"))
+    unknown_run = sorted(set(sol.tasks or []) - set(labels))
+    if unknown_run:
+        errors.append((f"solvers[{j}].tasks", f"unknown task(s) {unknown_run}; {_allowed(labels)}"))
+    if sol.name not in solvers:
+        return errors + [(f"solvers[{j}].name", f"unknown solver {sol.name!r}; {_allowed(sorted(solvers))}")]
+    entry = solvers[sol.name]
+    ops = {t.label: t.operator for t in spec.tasks}
+    bad = [lab for lab in labels if sol.runs_task(lab) and not entry.supports(ops[lab])]
+    if bad:
+        ok = [lab for lab in labels if entry.supports(ops[lab])]
+        errors.append((f"solvers[{j}].tasks", f"{sol.name!r} does not support task(s) {bad}; give "
+                       f"solvers[{j}].tasks: the spec's tasks it supports are {ok or 'none'}"))
+    if solver_space(entry, spec.prior) is None:
+        have = [k for k in ("pixel", "latent") if getattr(spec.prior, k) is not None]
+        need = entry.space
+        errors.append((f"solvers[{j}].name", f"{sol.name!r} is a {need}-space solver but the spec gives only a {'/'.join(have)} prior; set prior.{need} or use a solver for {'/'.join(have)} priors"))
+    unknown = sorted(set(sol.options) - set(entry.defaults) - {"restarts", "select"})
+    if unknown:
+        errors.append((f"solvers[{j}].options", f"unknown option(s) {unknown} for {sol.name!r}; {_allowed(sorted(entry.defaults) + ['restarts', 'select'])}"))
+    else:
+        try:
+            check_options(sol.name, dict(sol.options))
+        except ValueError as exc:
+            errors.append((f"solvers[{j}].options", str(exc)))
+    if entry.needs_transpose:
+        for i, ht in has_transpose.items():
+            if not ht and sol.runs_task(spec.tasks[i].label):
+                errors.append((f"solvers[{j}].name", f"{sol.name!r} needs operator.transpose but tasks[{i}].operator {spec.tasks[i].operator!r} has none; allowed solvers for this task: {sorted(n for n, e in solvers.items() if not e.needs_transpose)}"))
+    return errors
+
+
+def _regularizer_errors(spec: SweepSpec) -> list[tuple[str, str]]:
+    """Regularizers: a ``none`` entry for classical solvers, solver_lambdas keys, groups, MPE per space."""
+    from operators import GROUPS as groups
+    from solvers.api import SOLVERS as solvers
+
+    errors: list[tuple[str, str]] = []
     spec_solvers = [s.name for s in spec.solvers]
-    baselines = [s.name for s in spec.solvers if getattr(solvers.get(s.name), "family", "diffusion") != "diffusion"]
+    baselines = [s.name for s in spec.solvers if s.name in solvers and solvers[s.name].family != "diffusion"]
     if baselines and all(r.kind != "none" for r in spec.regularizers):
         errors.append(("regularizers", f"classical solvers {baselines} run without a regularizer, but the spec lists "
                        "none of kind 'none'; add {kind: none}"))
+    spaces = {s.name: solver_space(solvers[s.name], spec.prior) for s in spec.solvers if s.name in solvers}
+    pixel_solvers = [n for n in spec_solvers if spaces.get(n) == "pixel"]
+    latent_solvers = [n for n in spec_solvers if spaces.get(n) == "latent"]
     for k, reg in enumerate(spec.regularizers):
         unknown = sorted(set(reg.solver_lambdas) - set(spec_solvers))
         if unknown:
@@ -153,8 +177,6 @@ def check(spec: SweepSpec) -> list[tuple[str, str]]:
             continue
         if reg.group not in groups:
             errors.append((f"regularizers[{k}].group", f"unknown group {reg.group!r}; {_allowed(sorted(groups))}"))
-        pixel_solvers = [s.name for s in spec.solvers if s.name in solvers and solver_space(solvers[s.name], spec.prior) == "pixel"]
-        latent_solvers = [s.name for s in spec.solvers if s.name in solvers and solver_space(solvers[s.name], spec.prior) == "latent"]
         if reg.mpe is None:
             pass  # resolved per solver space by defaults.default_mpe, valid by construction
         elif reg.kind == "equicon" and reg.mpe != "autoencoder":
@@ -166,7 +188,13 @@ def check(spec: SweepSpec) -> list[tuple[str, str]]:
                 errors.append((f"regularizers[{k}].mpe", f"'decoder' takes latents but pixel solvers {pixel_solvers} use it; allowed for pixel solvers: 'autoencoder', 'encoder'"))
             elif spec.prior.mpe is None and spec.prior.latent is None:
                 errors.append((f"regularizers[{k}].mpe", f"pixel solvers {pixel_solvers} need an MPE autoencoder: set prior.mpe or prior.latent"))
-    # weights files by the registry's keys (MetricInfo.weights): a named file must exist when a metric uses it
+    return errors
+
+
+def _weights_errors(spec: SweepSpec) -> list[tuple[str, str]]:
+    """Metric weights files by the registry's keys (``MetricInfo.weights``): a named file a metric
+    uses must exist; an unknown key is refused."""
+    errors: list[tuple[str, str]] = []
     needed, known = _metric_registry.weights_files(spec.metrics), _metric_registry.weights_files()
     for key, path in spec.metric_weights.items():
         if key in needed and path and not Path(path).exists():
