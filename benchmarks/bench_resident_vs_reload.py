@@ -115,23 +115,9 @@ def _write_yaml(path: Path, spec: dict) -> Path:
     return path
 
 
-def _config_images(store_dir: Path, run_id: str, config_id: str, samples):
-    """Stacked (x_hat, x_true) of a config's stored images (what the driver hands to set metrics)."""
-    import numpy as np
-
-    from orchestrator import store
-
-    imgs = store.load_images(store_dir, run_id)
-    keys = [(f"{config_id}:{s}", str(s)) for s in samples]
-    keys = [(k, s) for k, s in keys if k in imgs["x_hat"] and s in imgs["x_true"]]
-    if not keys:
-        return None, None
-    return np.stack([imgs["x_hat"][k] for k, _ in keys]), np.stack([imgs["x_true"][s] for _, s in keys])
-
-
 def inprocess_reload(spec_dicts: list[dict], store_dir: Path) -> None:
     """The hydra-multirun-like loop: per config, new models (a fresh WorkerCore), its units, its sets."""
-    from orchestrator import grid, plan, store
+    from orchestrator import grid, plan, set_rows, store
     from orchestrator import spec as spec_mod
     from orchestrator.driver import code_version
     from orchestrator.spec import SET_METRICS
@@ -154,7 +140,7 @@ def inprocess_reload(spec_dicts: list[dict], store_dir: Path) -> None:
                 store.save_images(store_dir, spec.name, unit.unit_id, res["images"])
         if want_sets:
             for cfg in configs:
-                xh, xt = _config_images(store_dir, spec.name, cfg.config_id, grid.sample_ids(spec))
+                xh, xt = set_rows.config_images(store_dir, spec.name, cfg.config_id)  # the driver's own reader
                 if xh is not None:
                     core.set_metrics(xh, xt, want_sets)
         del core

@@ -17,6 +17,19 @@ from tests.support import FAKES
 
 
 @pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray for the module (started here unless one runs already; shut down if started here)."""
+    import ray
+
+    from orchestrator import driver
+
+    started = driver.ensure_ray()
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
     n = torch.get_num_threads()

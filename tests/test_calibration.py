@@ -86,16 +86,6 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    from orchestrator import driver
-
-    started = driver.ensure_ray()
-    yield
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def actors(ray_session):
     from orchestrator import driver
 

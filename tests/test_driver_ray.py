@@ -27,11 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    started = driver.ensure_ray()
-    yield
-    if started:
-        ray.shutdown()
+def _ray(ray_session):
+    """Every test here runs on the module's local Ray (``tests/conftest.py``)."""
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ class FakeSquare(FakeMask):
         return x * x
 
     def transpose(self, y, kind="adjoint"):
-        raise NotImplementedError
+        raise NotImplementedError("fake_square is non-linear: it has no transpose (the Operator contract)")
 
 
 # ----------------------------------------------------------------------------------- priors
